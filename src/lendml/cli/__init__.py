@@ -1,0 +1,1 @@
+"""The ``lendml`` command line: thin calls into the Python API."""

@@ -1,0 +1,149 @@
+"""``lendml`` CLI entry point. Holds no logic the Python API lacks."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable
+from functools import wraps
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from lendml.errors import LendmlError
+
+app = typer.Typer(
+    name="lendml",
+    help="lendml: features, training sets and models for credit and payments risk.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+features_app = typer.Typer(help="Inspect applied feature views and services.", no_args_is_help=True)
+datasets_app = typer.Typer(help="Synthetic and public datasets.", no_args_is_help=True)
+app.add_typer(features_app, name="features")
+app.add_typer(datasets_app, name="datasets")
+
+console = Console()
+err_console = Console(stderr=True)
+F = TypeVar("F", bound=Callable[..., Any])
+
+ProjectOpt = Annotated[
+    Path, typer.Option("--project", "-p", help="The project folder (default: current folder).")
+]
+
+
+def handle_errors(fn: F) -> F:
+    """Print lendml errors without a traceback and exit non-zero."""
+
+    @wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except LendmlError as exc:
+            err_console.print(f"[bold red]error:[/] {type(exc).__name__}: {exc.message}", highlight=False)
+            raise typer.Exit(code=2) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _project(path: Path, engine: str | None = None) -> Any:
+    from lendml.project import Project
+
+    return Project(path, engine=engine)
+
+
+@app.command()
+@handle_errors
+def init(directory: Annotated[Path, typer.Argument(help="New project folder.")]) -> None:
+    """Create a project folder with lendml.yaml and an example features.py."""
+    from lendml.project import Project
+
+    p = Project.init(directory)
+    console.print(f"Created project [bold]{p.config.name}[/] in {p.root}")
+    console.print("Next: edit features.py, then run [bold]lendml apply[/].")
+
+
+@app.command()
+@handle_errors
+def apply(project: ProjectOpt = Path(".")) -> None:
+    """Validate the feature definitions and record them in the catalog."""
+    with _project(project) as p:
+        report = p.apply()
+    for what, style in (("added", "green"), ("changed", "yellow"), ("unchanged", "dim")):
+        for item in report[what]:
+            console.print(f"[{style}]{what:>9}[/] {item}")
+    console.print(
+        f"Applied: {len(report['added'])} added, {len(report['changed'])} changed, "
+        f"{len(report['unchanged'])} unchanged."
+    )
+
+
+@features_app.command("list")
+@handle_errors
+def features_list(project: ProjectOpt = Path(".")) -> None:
+    """List applied feature views and services."""
+    with _project(project) as p:
+        views = p.list_feature_views()
+        services = p.list_feature_services()
+    table = Table(title="Feature views")
+    for col in ("name", "version", "entity", "features", "applied"):
+        table.add_column(col)
+    for v in views:
+        spec = v.spec
+        names = [a["name"] for a in spec.get("aggregations", [])] + [
+            f["name"] for f in spec.get("features", [])
+        ]
+        entity = spec.get("entity", {}).get("name", "(derived)")
+        table.add_row(v.name, v.version, entity, str(len(names)), v.applied_at[:19])
+    console.print(table)
+    st = Table(title="Feature services")
+    for col in ("name", "version", "features"):
+        st.add_column(col)
+    for s in services:
+        st.add_row(s.name, s.version, ", ".join(s.spec.get("features", [])))
+    console.print(st)
+
+
+@features_app.command("show")
+@handle_errors
+def features_show(
+    name: Annotated[str, typer.Argument(help="A feature view or service name.")],
+    project: ProjectOpt = Path("."),
+) -> None:
+    """Show one applied feature view or service as JSON."""
+    from lendml.errors import FeatureNotFound
+
+    with _project(project) as p:
+        try:
+            entry = p.get_feature_view(name)
+        except FeatureNotFound:
+            entry = p.catalog.get("feature_services", name)
+    console.print_json(json.dumps({"name": entry.name, "version": entry.version, **entry.spec}))
+
+
+@app.command("training-set")
+@handle_errors
+def training_set(
+    service: Annotated[str, typer.Argument(help="Feature service name.")],
+    spine: Annotated[Path, typer.Option("--spine", help="Spine file (.parquet/.csv).")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output Parquet file.")],
+    as_of: Annotated[str, typer.Option("--as-of", help="Spine as-of column.")] = "as_of",
+    engine: Annotated[str | None, typer.Option("--engine", help="duckdb or spark.")] = None,
+    project: ProjectOpt = Path("."),
+) -> None:
+    """Build a point-in-time-correct training set and write it as Parquet."""
+    with console.status("Building training set…"), _project(project, engine) as p:
+        ts = p.training_set(service, spine, as_of=as_of)
+        ts.to_parquet(out)
+    console.print(
+        f"Wrote {len(ts):,} rows × {ts.table.num_columns} columns to {out} "
+        f"(service {ts.service}@{ts.service_version}, spine {ts.spine_fingerprint})"
+    )
+
+
+def main() -> None:  # pragma: no cover - console entry
+    sys.exit(app())

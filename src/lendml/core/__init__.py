@@ -1,0 +1,1 @@
+"""Lowest layer: time, durations, configuration, ids. Imports no engine or web framework."""

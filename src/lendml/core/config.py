@@ -1,0 +1,124 @@
+"""Project configuration (``lendml.yaml``), typed with pydantic.
+
+Precedence, highest first: an explicit argument > ``LENDML_*`` environment variables >
+``lendml.yaml`` > defaults. Nothing is resolved at import time.
+
+Environment variables: ``LENDML_ENGINE`` (``duckdb``/``spark``),
+``LENDML_ONLINE_STORE_PATH``, ``LENDML_OFFLINE_STORE_PATH``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from lendml.errors import ConfigError
+
+CONFIG_FILE = "lendml.yaml"
+SCHEMA_VERSION = 1
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DuckDBSettings(_Strict):
+    type: Literal["duckdb"] = "duckdb"
+    database: str = ":memory:"
+    threads: int | None = Field(default=None, ge=1)
+    memory_limit: str | None = None
+
+
+class SparkSettings(_Strict):
+    type: Literal["spark"]
+    master: str = "local[2]"
+    conf: dict[str, str] = Field(default_factory=dict)
+
+
+class SQLiteSettings(_Strict):
+    type: Literal["sqlite"] = "sqlite"
+    path: str = "data/online.db"
+
+
+class RedisSettings(_Strict):
+    type: Literal["redis"]
+    url: str = "redis://127.0.0.1:6379/0"
+
+
+class OfflineStoreSettings(_Strict):
+    path: str = "data/offline"
+
+
+EngineSettings = Annotated[DuckDBSettings | SparkSettings, Field(discriminator="type")]
+OnlineStoreSettings = Annotated[SQLiteSettings | RedisSettings, Field(discriminator="type")]
+
+
+class ProjectConfig(_Strict):
+    """The contents of ``lendml.yaml``."""
+
+    version: int = SCHEMA_VERSION
+    name: str = "lendml_project"
+    definitions: str = "features.py"
+    catalog: str = "data/catalog.json"
+    engine: EngineSettings = Field(default_factory=DuckDBSettings)
+    online_store: OnlineStoreSettings = Field(default_factory=SQLiteSettings)
+    offline_store: OfflineStoreSettings = Field(default_factory=OfflineStoreSettings)
+
+
+def _format_validation(exc: ValidationError, where: str) -> str:
+    lines = []
+    for err in exc.errors():
+        loc = ".".join(str(p) for p in err["loc"]) or "(root)"
+        lines.append(f"  {loc}: {err['msg']} (got {err.get('input')!r})")
+    return f"{where} is invalid:\n" + "\n".join(lines)
+
+
+def load_config(root: Path, *, overrides: dict[str, Any] | None = None) -> ProjectConfig:
+    """Read ``root/lendml.yaml`` and apply environment and argument overrides."""
+    path = root / CONFIG_FILE
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path} is not valid YAML: {exc}", path=str(path)) from exc
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path} must hold a mapping of settings, got {type(raw).__name__}.")
+    version = raw.get("version", SCHEMA_VERSION)
+    if version != SCHEMA_VERSION:
+        raise ConfigError(
+            f"{path}: version {version!r} is not supported; this lendml reads version "
+            f"{SCHEMA_VERSION}.",
+            path=str(path),
+        )
+    env_engine = os.environ.get("LENDML_ENGINE")
+    if env_engine:
+        raw["engine"] = {"type": env_engine}
+    if p := os.environ.get("LENDML_ONLINE_STORE_PATH"):
+        raw["online_store"] = {**raw.get("online_store", {}), "path": p}
+    if p := os.environ.get("LENDML_OFFLINE_STORE_PATH"):
+        raw["offline_store"] = {**raw.get("offline_store", {}), "path": p}
+    for key, value in (overrides or {}).items():
+        raw[key] = value
+    try:
+        return ProjectConfig.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(_format_validation(exc, str(path)), path=str(path)) from exc
+
+
+DEFAULT_YAML = """\
+# lendml project settings. Precedence: argument > LENDML_* environment > this file > default.
+version: 1
+name: {name}
+definitions: features.py        # the feature definitions (Python)
+catalog: data/catalog.json      # where `lendml apply` records definitions and versions
+engine:
+  type: duckdb                  # or: spark (with master: local[2])
+online_store:
+  type: sqlite
+  path: data/online.db
+offline_store:
+  path: data/offline
+"""

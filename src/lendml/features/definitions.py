@@ -1,0 +1,476 @@
+"""Feature definitions: plain immutable specs that know nothing of an engine.
+
+Engines compile them (see :mod:`lendml.features.plan`). Each spec has ``to_spec()``, a
+JSON-ready dict from which the catalog derives a content-hash version.
+
+Examples
+--------
+>>> from lendml import Entity, Source, FeatureView, Aggregation, FeatureService
+>>> customer = Entity("customer", key="CUSTOMER_ID")
+>>> tx = Source.parquet("data/transactions.parquet", timestamp="TX_DATETIME")
+>>> spend = FeatureView(
+...     "spend", entity=customer, source=tx,
+...     aggregations=[Aggregation("TX_AMOUNT", "count", window="1d", name="nb_tx_1d")],
+... )
+>>> FeatureService("fraud_v1", [spend]).feature_names
+('nb_tx_1d',)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any, Literal
+
+from lendml.core.timeutil import format_duration, parse_duration
+from lendml.errors import DefinitionError
+from lendml.features import expr
+
+_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+AGG_FUNCTIONS = ("count", "sum", "mean", "min", "max", "std", "last", "count_distinct")
+#: Functions whose value over an empty window is 0 rather than null.
+ADDITIVE = frozenset({"count", "sum", "count_distinct"})
+Boundary = Literal["inclusive", "strict"]
+
+
+def _check_name(name: Any, what: str) -> str:
+    if not isinstance(name, str) or not _NAME.match(name):
+        raise DefinitionError(
+            f"{what} name {name!r} is not a valid identifier: use letters, digits and "
+            "underscores, not starting with a digit (e.g. 'avg_amount_7d')."
+        )
+    return name
+
+
+def spec_hash(spec: dict[str, Any]) -> str:
+    """Content-hash version of a spec: 12 hex digits of sha256 over canonical JSON."""
+    blob = json.dumps(spec, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+
+@dataclass(frozen=True)
+class Entity:
+    """What a feature describes and a prediction is about (``borrower``, ``customer``)."""
+
+    name: str
+    key: str
+    description: str = ""
+
+    def __post_init__(self) -> None:
+        _check_name(self.name, "Entity")
+        _check_name(self.key, f"Entity {self.name!r} key")
+
+    def to_spec(self) -> dict[str, Any]:
+        return {"name": self.name, "key": self.key, "description": self.description}
+
+
+@dataclass(frozen=True)
+class Column:
+    """Validation rules for one source column, checked at apply/materialize time.
+
+    ``dtype`` is one of ``int``, ``float``, ``number``, ``string``, ``bool``,
+    ``timestamp``; ``min``/``max`` bound numbers; ``isin`` lists allowed values.
+    """
+
+    name: str
+    dtype: str | None = None
+    nullable: bool = True
+    min: float | None = None
+    max: float | None = None
+    isin: tuple[Any, ...] | None = None
+    unique: bool = False
+
+    def __post_init__(self) -> None:
+        if self.dtype is not None and self.dtype not in _DTYPES:
+            raise DefinitionError(
+                f"Column {self.name!r}: dtype {self.dtype!r} is not one of {', '.join(_DTYPES)}."
+            )
+        if self.isin is not None:
+            object.__setattr__(self, "isin", tuple(self.isin))
+
+    def to_spec(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "dtype": self.dtype,
+            "nullable": self.nullable,
+            "min": self.min,
+            "max": self.max,
+            "isin": list(self.isin) if self.isin is not None else None,
+            "unique": self.unique,
+        }
+
+
+_DTYPES = ("int", "float", "number", "string", "bool", "timestamp")
+
+
+@dataclass(frozen=True)
+class Source:
+    """A table of events with an event-time column.
+
+    Build one with :meth:`parquet` or :meth:`csv`. ``path`` may be a file, a folder
+    (Hive partitions are read) or a glob; a relative path resolves against the project
+    folder. ``post_outcome`` names columns known only after the outcome: a feature that
+    reads one is refused with :class:`~lendml.errors.LeakageError`.
+    """
+
+    format: Literal["parquet", "csv"]
+    path: str
+    timestamp: str
+    name: str | None = None
+    columns: tuple[Column, ...] = ()
+    post_outcome: tuple[str, ...] = ()
+    unique_key: tuple[str, ...] = ()
+    description: str = ""
+
+    @staticmethod
+    def parquet(
+        path: str,
+        *,
+        timestamp: str,
+        name: str | None = None,
+        columns: Iterable[Column] = (),
+        post_outcome: Iterable[str] = (),
+        unique_key: Iterable[str] = (),
+        description: str = "",
+    ) -> Source:
+        """A Parquet file, folder or glob."""
+        return Source(
+            "parquet",
+            str(path),
+            timestamp,
+            name,
+            tuple(columns),
+            tuple(post_outcome),
+            tuple(unique_key),
+            description,
+        )
+
+    @staticmethod
+    def csv(
+        path: str,
+        *,
+        timestamp: str,
+        name: str | None = None,
+        columns: Iterable[Column] = (),
+        post_outcome: Iterable[str] = (),
+        unique_key: Iterable[str] = (),
+        description: str = "",
+    ) -> Source:
+        """A CSV file (optionally .gz) or glob with a header row."""
+        return Source(
+            "csv",
+            str(path),
+            timestamp,
+            name,
+            tuple(columns),
+            tuple(post_outcome),
+            tuple(unique_key),
+            description,
+        )
+
+    def __post_init__(self) -> None:
+        if self.format not in ("parquet", "csv"):
+            raise DefinitionError(f"Source format {self.format!r} must be 'parquet' or 'csv'.")
+        if not self.path:
+            raise DefinitionError("Source path is empty: give a file, folder or glob.")
+        _check_name(self.timestamp, f"Source {self.path!r} timestamp column")
+
+    def to_spec(self) -> dict[str, Any]:
+        return {
+            "format": self.format,
+            "path": self.path,
+            "timestamp": self.timestamp,
+            "name": self.name,
+            "columns": [c.to_spec() for c in self.columns],
+            "post_outcome": list(self.post_outcome),
+            "unique_key": list(self.unique_key),
+        }
+
+
+@dataclass(frozen=True)
+class Aggregation:
+    """A windowed aggregation of one source column at each as-of time.
+
+    The window ends ``offset`` before the as-of time (``end = as_of - offset``) and is
+    ``window`` long. Count and sum over an empty window are 0, count_distinct too; the
+    others are null. ``where`` is a filter in lendml's expression language; ``column``
+    may be ``"*"`` for ``count`` (count rows).
+    """
+
+    column: str
+    function: str
+    window: str | timedelta
+    name: str | None = None
+    where: str | None = None
+    offset: str | timedelta | None = None
+
+    def __post_init__(self) -> None:
+        if self.function not in AGG_FUNCTIONS:
+            raise DefinitionError(
+                f"Aggregation on {self.column!r}: function {self.function!r} is not one of "
+                f"{', '.join(AGG_FUNCTIONS)}."
+            )
+        if self.column == "*" and self.function != "count":
+            raise DefinitionError(
+                f"Aggregation {self.function!r} over '*': only 'count' may use '*'; name a column."
+            )
+        where = f"Aggregation {self.name or self.column!r}"
+        try:
+            window = parse_duration(self.window, what="window")
+            offset = parse_duration(self.offset or timedelta(0), what="offset")
+        except DefinitionError:
+            raise
+        except ValueError as exc:
+            raise DefinitionError(f"{where}: {exc}") from exc
+        if window <= timedelta(0):
+            raise DefinitionError(f"{where}: window {self.window!r} must be longer than 0.")
+        object.__setattr__(self, "window", window)
+        object.__setattr__(self, "offset", offset)
+        if self.name is None:
+            base = "rows" if self.column == "*" else self.column
+            suffix = f"_{format_duration(window)}"
+            if offset:
+                suffix += f"_off{format_duration(offset)}"
+            object.__setattr__(self, "name", f"{base}_{self.function}{suffix}")
+        _check_name(self.name, "Aggregation")
+        if self.where is not None:
+            object.__setattr__(self, "_where_expr", expr.parse(self.where, where=where))
+
+    @property
+    def where_expr(self) -> expr.Expression | None:
+        return getattr(self, "_where_expr", None)
+
+    @property
+    def window_td(self) -> timedelta:
+        return self.window  # type: ignore[return-value]  # normalised in __post_init__
+
+    @property
+    def offset_td(self) -> timedelta:
+        return self.offset  # type: ignore[return-value]  # normalised in __post_init__
+
+    def to_spec(self) -> dict[str, Any]:
+        return {
+            "column": self.column,
+            "function": self.function,
+            "window": format_duration(self.window_td),
+            "name": self.name,
+            "where": self.where,
+            "offset": format_duration(self.offset_td),
+        }
+
+
+@dataclass(frozen=True)
+class Feature:
+    """A row-level feature: a source column's value in the latest row at the as-of time."""
+
+    column: str
+    name: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.name is None:
+            object.__setattr__(self, "name", self.column)
+        _check_name(self.name, "Feature")
+
+    def to_spec(self) -> dict[str, Any]:
+        return {"column": self.column, "name": self.name}
+
+
+@dataclass(frozen=True)
+class Derived:
+    """A feature computed from other features, spine/request fields and ``as_of``.
+
+    The same expression runs offline (compiled into the engine plan) and online
+    (evaluated in Python on the looked-up values).
+    """
+
+    name: str
+    expression: str
+
+    def __post_init__(self) -> None:
+        _check_name(self.name, "Derived feature")
+        object.__setattr__(
+            self, "_expr", expr.parse(self.expression, where=f"Derived feature {self.name!r}")
+        )
+
+    @property
+    def expr(self) -> expr.Expression:
+        return self._expr  # type: ignore[attr-defined]
+
+    def to_spec(self) -> dict[str, Any]:
+        return {"name": self.name, "expression": self.expression}
+
+
+@dataclass(frozen=True)
+class FeatureView:
+    """Named features of one entity computed from one source.
+
+    ``aggregations`` are windowed; ``features`` are row lookups (latest row at or before
+    the as-of time, if not older than ``ttl``). ``boundary`` decides whether an event
+    stamped exactly at the as-of time counts: ``"inclusive"`` (default, at-or-before,
+    as Feast does) or ``"strict"`` (strictly before).
+    """
+
+    name: str
+    entity: Entity
+    source: Source
+    aggregations: Sequence[Aggregation] = ()
+    features: Sequence[Feature] = ()
+    ttl: str | timedelta | None = None
+    boundary: Boundary = "inclusive"
+    description: str = ""
+    tags: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        _check_name(self.name, "FeatureView")
+        object.__setattr__(self, "aggregations", tuple(self.aggregations))
+        object.__setattr__(self, "features", tuple(self.features))
+        for item in (*self.aggregations, *self.features):
+            if not isinstance(item, Aggregation | Feature):
+                raise DefinitionError(
+                    f"FeatureView {self.name!r}: {item!r} is not an Aggregation or a Feature."
+                )
+        if not self.aggregations and not self.features:
+            raise DefinitionError(
+                f"FeatureView {self.name!r} defines no features: give aggregations= or features=."
+            )
+        if self.boundary not in ("inclusive", "strict"):
+            raise DefinitionError(
+                f"FeatureView {self.name!r}: boundary {self.boundary!r} must be 'inclusive' "
+                "(events at the as-of time count) or 'strict' (only events before it)."
+            )
+        if self.ttl is not None:
+            object.__setattr__(self, "ttl", parse_duration(self.ttl, what="ttl"))
+        names = [f.name for f in (*self.aggregations, *self.features)]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise DefinitionError(
+                f"FeatureView {self.name!r}: duplicate feature names {dupes}; give each a "
+                "distinct name=."
+            )
+
+    @property
+    def feature_names(self) -> tuple[str, ...]:
+        return tuple(f.name for f in (*self.aggregations, *self.features))  # type: ignore[misc]
+
+    @property
+    def ttl_td(self) -> timedelta | None:
+        return self.ttl  # type: ignore[return-value]
+
+    def to_spec(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "entity": self.entity.to_spec(),
+            "source": self.source.to_spec(),
+            "aggregations": [a.to_spec() for a in self.aggregations],
+            "features": [f.to_spec() for f in self.features],
+            "ttl": format_duration(self.ttl_td) if self.ttl_td is not None else None,
+            "boundary": self.boundary,
+        }
+
+    @property
+    def version(self) -> str:
+        return spec_hash(self.to_spec())
+
+
+@dataclass(frozen=True)
+class DerivedView:
+    """A named group of derived (on-demand) features.
+
+    ``request_fields`` are columns that come with the spine or the scoring request
+    (e.g. ``loan_amount``); ``as_of`` is always available.
+    """
+
+    name: str
+    features: Sequence[Derived]
+    request_fields: dict[str, str] = field(default_factory=dict)
+    description: str = ""
+
+    def __post_init__(self) -> None:
+        _check_name(self.name, "DerivedView")
+        object.__setattr__(self, "features", tuple(self.features))
+        if not self.features:
+            raise DefinitionError(f"DerivedView {self.name!r} defines no features.")
+        for kind in self.request_fields.values():
+            if kind not in ("number", "string", "bool", "timestamp"):
+                raise DefinitionError(
+                    f"DerivedView {self.name!r}: request field type {kind!r} must be one of "
+                    "number, string, bool, timestamp."
+                )
+
+    @property
+    def feature_names(self) -> tuple[str, ...]:
+        return tuple(d.name for d in self.features)
+
+    def to_spec(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "features": [d.to_spec() for d in self.features],
+            "request_fields": dict(sorted(self.request_fields.items())),
+        }
+
+    @property
+    def version(self) -> str:
+        return spec_hash(self.to_spec())
+
+
+View = FeatureView | DerivedView
+
+
+@dataclass(frozen=True)
+class FeatureService:
+    """The named set of features a model uses (its version is a content hash)."""
+
+    name: str
+    views: Sequence[View]
+    description: str = ""
+
+    def __post_init__(self) -> None:
+        _check_name(self.name, "FeatureService")
+        object.__setattr__(self, "views", tuple(self.views))
+        if not self.views:
+            raise DefinitionError(f"FeatureService {self.name!r} names no feature views.")
+        for v in self.views:
+            if not isinstance(v, FeatureView | DerivedView):
+                raise DefinitionError(
+                    f"FeatureService {self.name!r}: {v!r} is not a FeatureView or DerivedView."
+                )
+        names = [n for v in self.views for n in v.feature_names]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise DefinitionError(
+                f"FeatureService {self.name!r}: feature names {dupes} appear in more than one "
+                "view; rename them with name= so each output column is unique."
+            )
+
+    @property
+    def feature_names(self) -> tuple[str, ...]:
+        return tuple(n for v in self.views for n in v.feature_names)
+
+    @property
+    def feature_views(self) -> tuple[FeatureView, ...]:
+        return tuple(v for v in self.views if isinstance(v, FeatureView))
+
+    @property
+    def derived_views(self) -> tuple[DerivedView, ...]:
+        return tuple(v for v in self.views if isinstance(v, DerivedView))
+
+    @property
+    def entities(self) -> tuple[Entity, ...]:
+        seen: dict[str, Entity] = {}
+        for v in self.feature_views:
+            seen.setdefault(v.entity.name, v.entity)
+        return tuple(seen.values())
+
+    def to_spec(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "views": [{"name": v.name, "version": v.version} for v in self.views],
+        }
+
+    @property
+    def version(self) -> str:
+        return spec_hash(self.to_spec())

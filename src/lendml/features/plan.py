@@ -1,0 +1,245 @@
+"""Point-in-time plans: a feature service and a spine compiled into one Ibis expression.
+
+The point-in-time rule is stated here once, for every engine:
+
+* An aggregation at as-of time ``t`` reads events with the same entity key whose event
+  time ``e`` satisfies ``end - window < e <= end`` (boundary ``"inclusive"``) or
+  ``end - window <= e < end`` (boundary ``"strict"``), where ``end = t - offset``.
+  Both are half-open windows of exactly ``window`` length (pandas' ``closed="right"``
+  and ``closed="left"``). All events sharing a timestamp are treated alike: there is no
+  hidden row order.
+* A row feature at ``t`` is the value in the latest row with ``e <= t`` (``e < t`` when
+  strict), or null if that row is older than the view's ``ttl``.
+* With no events in the window: count, sum and count_distinct give 0; the rest null.
+* ``last`` is the value of the latest event in the window; among events at that same
+  latest time, the largest value.
+
+Times are compared as integer microseconds since the epoch (UTC), which is exact and
+engine-neutral. Windows are computed as range frames over the union of events and spine
+points (one sort per entity, no join fan-out); the as-of lookup is lowered per engine.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import ibis
+import pyarrow as pa
+
+from lendml.core.timeutil import duration_us
+from lendml.engines.base import OfflineEngine
+from lendml.errors import DefinitionError
+from lendml.features import expr as fexpr
+from lendml.features.definitions import (
+    ADDITIVE,
+    Aggregation,
+    DerivedView,
+    FeatureService,
+    FeatureView,
+)
+
+ROW = "__row"
+ASOF_US = "__asof_us"
+
+
+@dataclass(frozen=True)
+class SpineInfo:
+    """Where the spine keeps its as-of time and which columns it brings."""
+
+    as_of: str
+    columns: tuple[str, ...]
+
+
+def _view_source(
+    engine: OfflineEngine, view: FeatureView, resolve_path: Callable[[str], str]
+) -> ibis.Table:
+    return engine.read_files(view.source.format, resolve_path(view.source.path))
+
+
+def _agg_value(agg: Aggregation, ev: ibis.Table, resolve: Callable[[str], Any]) -> ibis.Value:
+    """The per-event input of an aggregation (null for filtered-out events)."""
+    val = ibis.literal(1) if agg.column == "*" else resolve(agg.column)
+    if agg.where_expr is not None:
+        pred = fexpr.to_ibis(agg.where_expr, resolve)
+        val = ibis.ifelse(pred.fill_null(False), val, ibis.null().cast(val.type()))
+    return val
+
+
+def _window_features(
+    engine: OfflineEngine,
+    spine: ibis.Table,
+    view: FeatureView,
+    src: ibis.Table,
+    key_type: Any,
+) -> list[ibis.Table]:
+    """One table (``__row`` + features) per (offset) group of the view's aggregations."""
+    ts_col = view.source.timestamp
+    key = view.entity.key
+    strict = 1 if view.boundary == "strict" else 0
+
+    def col(name: str) -> ibis.Value:
+        return src[name]
+
+    inputs = {f"__v{i}": _agg_value(a, src, col) for i, a in enumerate(view.aggregations)}
+    events = src.filter(src[key].notnull()).select(
+        __k=src[key],
+        __ts=engine.epoch_us(src[ts_col]),
+        __row=ibis.null("int64"),
+        **inputs,
+    )
+    groups: dict[int, list[int]] = {}
+    for i, a in enumerate(view.aggregations):
+        groups.setdefault(duration_us(a.offset_td), []).append(i)
+
+    out = []
+    for offset_us, idx in groups.items():
+        cols = [f"__v{i}" for i in idx]
+        ev = events.select("__k", "__ts", "__row", *cols)
+        points = spine.select(
+            __k=spine[key].cast(key_type),
+            __ts=spine[ASOF_US] - (offset_us + strict),
+            __row=spine[ROW],
+            **{c: ibis.null().cast(ev[c].type()) for c in cols},
+        )
+        u = ev.union(points)
+        # ``last``: latest event wins; ties at the same time go to the largest value.
+        seqs = {}
+        for i in idx:
+            if view.aggregations[i].function == "last":
+                v = u[f"__v{i}"]
+                order = ibis.window(group_by=u["__k"], order_by=[u["__ts"], v])
+                seqs[f"__s{i}"] = ibis.ifelse(
+                    v.notnull(), ibis.row_number().over(order), ibis.null("int64")
+                )
+        if seqs:
+            u = u.mutate(**seqs)
+        feats: dict[str, ibis.Value] = {}
+        for i in idx:
+            a = view.aggregations[i]
+            v = u[f"__v{i}"]
+            # (end - window, end]: a range frame of window-1 µs before the point.
+            w = ibis.range_window(
+                preceding=duration_us(a.window_td) - 1,
+                following=0,
+                group_by=u["__k"],
+                order_by=u["__ts"],
+            )
+            feats[a.name] = _aggregate(engine, a, u[f"__s{i}"] if f"__s{i}" in seqs else None, v, w)
+        res = u.mutate(**feats)
+        out.append(res.filter(res["__row"].notnull()).select("__row", *feats))
+    return out
+
+
+def _aggregate(
+    engine: OfflineEngine, a: Aggregation, seq: ibis.Value | None, v: ibis.Value, w: Any
+) -> ibis.Value:
+    f = a.function
+    if f == "count":
+        return v.count().over(w)
+    if f == "sum":
+        return ibis.coalesce(v.sum().over(w), ibis.literal(0).cast(v.type()))
+    if f == "mean":
+        return v.mean().over(w)
+    if f == "min":
+        return v.min().over(w)
+    if f == "max":
+        return v.max().over(w)
+    if f == "std":
+        return v.std(how="sample").over(w)
+    if f == "count_distinct":
+        return engine.window_count_distinct(v, w)
+    if f == "last":
+        return v.argmax(seq).over(w)
+    raise DefinitionError(f"Aggregation function {f!r} is not supported.")  # pragma: no cover
+
+
+def build_plan(
+    engine: OfflineEngine,
+    service: FeatureService,
+    spine: ibis.Table,
+    info: SpineInfo,
+    resolve_path: Callable[[str], str],
+) -> ibis.Table:
+    """The training-set expression: spine columns + one column per feature, in spine order."""
+    result = spine
+    for view in service.feature_views:
+        src = _view_source(engine, view, resolve_path)
+        key_type = src[view.entity.key].type()
+        parts = []
+        if view.aggregations:
+            parts.extend(_window_features(engine, spine, view, src, key_type))
+        if view.features:
+            s2 = spine.select(ROW, ASOF_US, view.entity.key)
+            parts.append(_row_features(engine, s2, view, src, key_type))
+        for part in parts:
+            result = result.left_join(part, result[ROW] == part[ROW]).drop(f"{ROW}_right")
+    # Additive aggregations are 0 for spine rows the window plans did not see (null keys).
+    fills = {}
+    for view in service.feature_views:
+        for a in view.aggregations:
+            if a.function in ADDITIVE:
+                fills[a.name] = ibis.coalesce(
+                    result[a.name], ibis.literal(0).cast(result[a.name].type())
+                )
+    if fills:
+        result = result.mutate(**fills)
+    for dview in service.derived_views:
+        result = _derived(result, dview, info)
+    return result.order_by(ROW).drop(ROW, ASOF_US)
+
+
+def _row_features(
+    engine: OfflineEngine, spine: ibis.Table, view: FeatureView, src: ibis.Table, key_type: Any
+) -> ibis.Table:
+    key = view.entity.key
+    strict = 1 if view.boundary == "strict" else 0
+    values = {f"__f{i}": src[f.column] for i, f in enumerate(view.features)}
+    events = src.filter(src[key].notnull()).select(
+        __k=src[key], __ts=engine.epoch_us(src[view.source.timestamp]), **values
+    )
+    points = spine.select(
+        __row=spine[ROW], __k=spine[key].cast(key_type), __ts=spine[ASOF_US] - strict
+    )
+    found = engine.asof_lookup(points, events, value_columns=list(values))
+    asof = spine.select(__r2=spine[ROW], __a=spine[ASOF_US])
+    found = found.join(asof, found["__row"] == asof["__r2"])
+    feats: dict[str, ibis.Value] = {}
+    ttl = view.ttl_td
+    for i, f in enumerate(view.features):
+        v = found[f"__f{i}"]
+        if ttl is not None:
+            too_old = found["__ets"] < (found["__a"] - duration_us(ttl))
+            v = ibis.ifelse(too_old, ibis.null().cast(v.type()), v)
+        feats[f.name] = v
+    return found.select("__row", **feats)
+
+
+def _derived(result: ibis.Table, dview: DerivedView, info: SpineInfo) -> ibis.Table:
+    asof = result[info.as_of]
+
+    def resolve(name: str) -> ibis.Value:
+        if name == "as_of":
+            return asof
+        return result[name]
+
+    return result.mutate(**{d.name: fexpr.to_ibis(d.expr, resolve) for d in dview.features})
+
+
+def derived_kinds(service: FeatureService, base: Mapping[str, str]) -> dict[str, str]:
+    """Expression kinds of every name a derived view may read (for type checking)."""
+    kinds = dict(base)
+    kinds["as_of"] = "time"
+    return kinds
+
+
+def arrow_kind(t: pa.DataType) -> str:
+    """Expression kind of an Arrow type: num, str, bool or time."""
+    if pa.types.is_boolean(t):
+        return "bool"
+    if pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_decimal(t):
+        return "num"
+    if pa.types.is_timestamp(t) or pa.types.is_date(t):
+        return "time"
+    return "str"

@@ -1,0 +1,229 @@
+"""``Project``: a folder with ``lendml.yaml`` and feature definitions, opened from Python.
+
+Every CLI command is a thin call into this class, so a notebook can do exactly what the
+CLI does.
+
+Examples
+--------
+>>> import tempfile
+>>> from lendml import Project
+>>> p = Project.init(tempfile.mkdtemp() + "/fraud")
+>>> (p.root / "lendml.yaml").exists()
+True
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Mapping
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+from lendml.core.config import CONFIG_FILE, DEFAULT_YAML, ProjectConfig, load_config
+from lendml.engines import OfflineEngine, create_engine
+from lendml.errors import ConfigError, DefinitionError, FeatureNotFound, ProjectNotFound
+from lendml.features.catalog import Catalog, CatalogEntry
+from lendml.features.definitions import FeatureService, FeatureView
+from lendml.features.loader import Definitions, load_definitions
+from lendml.features.training_set import Label, SpineLike, TrainingSet, build_training_set
+from lendml.features.validate import validate_definitions
+
+EXAMPLE_FEATURES = '''\
+"""Feature definitions of this project. Edit, then run `lendml apply`."""
+
+from lendml import Aggregation, Entity, FeatureService, FeatureView, Source
+
+customer = Entity("customer", key="CUSTOMER_ID")
+tx = Source.parquet("data/transactions.parquet", timestamp="TX_DATETIME")
+spend = FeatureView(
+    "spend", entity=customer, source=tx,
+    aggregations=[
+        Aggregation("TX_AMOUNT", "count", window="1d", name="nb_tx_1d"),
+        Aggregation("TX_AMOUNT", "mean", window="7d", name="avg_amount_7d"),
+        Aggregation("TX_AMOUNT", "sum", window="30d", where="TX_AMOUNT > 100", name="big_spend_30d"),
+    ],
+)
+fraud_v1 = FeatureService("fraud_v1", [spend])
+'''
+
+
+class Project:
+    """A lendml project folder.
+
+    Parameters
+    ----------
+    root
+        The folder holding ``lendml.yaml``.
+    engine
+        Override the configured engine type (``"duckdb"`` or ``"spark"``).
+    """
+
+    def __init__(self, root: str | os.PathLike = ".", *, engine: str | None = None) -> None:
+        self.root = Path(root).resolve()
+        if not (self.root / CONFIG_FILE).is_file():
+            raise ProjectNotFound(
+                f"No {CONFIG_FILE} in {str(self.root)!r}: run `lendml init DIR` to create a "
+                "project, or pass --project DIR.",
+                path=str(self.root),
+            )
+        overrides = {"engine": {"type": engine}} if engine else None
+        self.config: ProjectConfig = load_config(self.root, overrides=overrides)
+        self._engine: OfflineEngine | None = None
+
+    # ------------------------------------------------------------------ lifecycle
+
+    @classmethod
+    def init(cls, root: str | os.PathLike, *, name: str | None = None) -> Project:
+        """Create a project folder with ``lendml.yaml`` and an example ``features.py``."""
+        path = Path(root)
+        if path.exists() and (not path.is_dir() or any(path.iterdir())):
+            raise ConfigError(
+                f"{str(path)!r} exists and is not an empty folder; `lendml init` only writes "
+                "into a new or empty folder.",
+                path=str(path),
+            )
+        path.mkdir(parents=True, exist_ok=True)
+        project_name = name or path.resolve().name.replace("-", "_") or "lendml_project"
+        (path / CONFIG_FILE).write_text(DEFAULT_YAML.format(name=project_name))
+        (path / "features.py").write_text(EXAMPLE_FEATURES)
+        (path / "data").mkdir(exist_ok=True)
+        (path / ".gitignore").write_text("data/online.db\ndata/offline/\n")
+        return cls(path)
+
+    def close(self) -> None:
+        """Release the engine."""
+        if self._engine is not None:
+            self._engine.close()
+            self._engine = None
+
+    def __enter__(self) -> Project:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"Project({str(self.root)!r}, engine={self.config.engine.type!r})"
+
+    # ------------------------------------------------------------------ plumbing
+
+    def resolve_path(self, path: str) -> str:
+        """A source or store path: absolute as given, relative to the project folder."""
+        return path if os.path.isabs(path) else str(self.root / path)
+
+    @property
+    def engine(self) -> OfflineEngine:
+        """The offline engine, created on first use."""
+        if self._engine is None:
+            settings = self.config.engine.model_dump(exclude={"type"})
+            self._engine = create_engine(self.config.engine.type, **settings)
+        return self._engine
+
+    @cached_property
+    def catalog(self) -> Catalog:
+        return Catalog(Path(self.resolve_path(self.config.catalog)))
+
+    def definitions(self) -> Definitions:
+        """Load the definitions file (``features.py`` by default)."""
+        return load_definitions(Path(self.resolve_path(self.config.definitions)))
+
+    # ------------------------------------------------------------------ apply / catalog
+
+    def apply(self) -> dict[str, list[str]]:
+        """Validate the definitions and record them, with versions, in the catalog."""
+        defs = self.definitions()
+        validate_definitions(
+            defs.entities,
+            defs.feature_views,
+            defs.derived_views,
+            defs.feature_services,
+            self.resolve_path,
+        )
+        items: list[tuple[str, str, str, dict[str, Any]]] = []
+        from lendml.features.definitions import spec_hash
+
+        for e in defs.entities:
+            items.append(("entities", e.name, spec_hash(e.to_spec()), e.to_spec()))
+        for v in defs.feature_views:
+            items.append(("feature_views", v.name, v.version, v.to_spec()))
+        for d in defs.derived_views:
+            items.append(("derived_views", d.name, d.version, d.to_spec()))
+        for s in defs.feature_services:
+            spec = {**s.to_spec(), "features": list(s.feature_names)}
+            items.append(("feature_services", s.name, s.version, spec))
+        return self.catalog.record(items)
+
+    def list_feature_views(self) -> list[CatalogEntry]:
+        return self.catalog.list("feature_views") + self.catalog.list("derived_views")
+
+    def list_feature_services(self) -> list[CatalogEntry]:
+        return self.catalog.list("feature_services")
+
+    def get_feature_view(self, name: str) -> CatalogEntry:
+        try:
+            return self.catalog.get("feature_views", name)
+        except FeatureNotFound:
+            return self.catalog.get("derived_views", name)
+
+    def get_feature_service(self, name: str | FeatureService) -> FeatureService:
+        """A feature service from the definitions file, checked against the catalog."""
+        if isinstance(name, FeatureService):
+            return name
+        defs = self.definitions()
+        by_name = {s.name: s for s in defs.feature_services}
+        if name not in by_name:
+            raise FeatureNotFound(
+                f"No feature service named {name!r} in {self.config.definitions}. "
+                f"Known: {', '.join(sorted(by_name)) or '(none)'}.",
+                name=name,
+            )
+        service = by_name[name]
+        applied = self.catalog.get("feature_services", name)
+        if applied.version != service.version:
+            raise DefinitionError(
+                f"Feature service {name!r} changed since the last `lendml apply` (applied "
+                f"version {applied.version}, definitions now {service.version}). Run "
+                "`lendml apply` to validate and record it first.",
+                service=name,
+            )
+        return service
+
+    def get_feature_views(self, names: Iterable[str] | None = None) -> list[FeatureView]:
+        views = self.definitions().feature_views
+        if names is None:
+            return list(views)
+        wanted = set(names)
+        return [v for v in views if v.name in wanted]
+
+    # ------------------------------------------------------------------ training sets
+
+    def training_set(
+        self,
+        service: str | FeatureService,
+        spine: SpineLike,
+        *,
+        as_of: str = "as_of",
+        label: Label | Mapping[str, Any] | None = None,
+    ) -> TrainingSet:
+        """Point-in-time-correct training set for ``spine`` with ``service``'s features.
+
+        Parameters
+        ----------
+        service
+            A feature service name (as applied) or object.
+        spine
+            pandas, Arrow or a Parquet/CSV path with the entity key columns and an as-of
+            timestamp column.
+        as_of
+            The spine's as-of column (default ``"as_of"``).
+        label
+            Optional :class:`~lendml.features.training_set.Label` (or its fields as a
+            dict) for label maturity.
+        """
+        svc = self.get_feature_service(service)
+        if isinstance(label, Mapping):
+            label = Label(**label)
+        return build_training_set(
+            self.engine, svc, spine, resolve_path=self.resolve_path, as_of=as_of, label=label
+        )
