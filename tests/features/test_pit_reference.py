@@ -103,7 +103,9 @@ def engine():
     eng.close()
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(
     events=events_st,
     spine=spine_st,
@@ -126,30 +128,42 @@ def test_window_aggregations_match_reference(
         source=Source.parquet(str(path), timestamp="ts"),
         boundary=boundary,
         aggregations=[
-            Aggregation("v", fn, window=window, offset=offset, name=f"f_{fn}",
-                        where="v > 0" if where else None)
+            Aggregation(
+                "v",
+                fn,
+                window=window,
+                offset=offset,
+                name=f"f_{fn}",
+                where="v > 0" if where else None,
+            )
             for fn in FUNCS
         ],
     )
     sp = pd.DataFrame(spine, columns=["k", "m"])
     sp["as_of"] = T0 + pd.to_timedelta(sp["m"].astype("int64"), unit="min")
     sp = sp.drop(columns="m")
-    out = build_training_set(
-        engine, FeatureService("s", [view]), sp, resolve_path=str
-    ).to_pandas()
+    out = build_training_set(engine, FeatureService("s", [view]), sp, resolve_path=str).to_pandas()
     assert len(out) == len(sp)
     assert list(out["k"]) == list(sp["k"])  # spine order and rows preserved
     for i, row in sp.iterrows():
         for fn in FUNCS:
             want = reference_agg(
-                ev, row["k"], row["as_of"], fn=fn, window=window, offset=offset,
-                boundary=boundary, where=where,
+                ev,
+                row["k"],
+                row["as_of"],
+                fn=fn,
+                window=window,
+                offset=offset,
+                boundary=boundary,
+                where=where,
             )
             got = out.loc[i, f"f_{fn}"]
             assert close(got, want), (fn, dict(row), got, want)
 
 
-@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(
     events=events_st,
     spine=spine_st,
@@ -171,7 +185,9 @@ def test_row_lookup_matches_reference(engine, tmp_path_factory, events, spine, b
     )
     sp = pd.DataFrame(spine, columns=["k", "m"])
     sp["as_of"] = T0 + pd.to_timedelta(sp["m"].astype("int64"), unit="min")
-    out = build_training_set(engine, FeatureService("s", [view]), sp.drop(columns="m"), resolve_path=str).to_pandas()
+    out = build_training_set(
+        engine, FeatureService("s", [view]), sp.drop(columns="m"), resolve_path=str
+    ).to_pandas()
     for i, row in sp.iterrows():
         want = reference_lookup(ev, row["k"], row["as_of"], boundary=boundary, ttl=ttl)
         assert close(out.loc[i, "latest_v"], want), (dict(row), out.loc[i, "latest_v"], want)
@@ -181,14 +197,17 @@ def test_no_feature_value_is_newer_than_as_of(engine, tmp_path):
     """Property on a large random table: 'last' never returns an event after as-of."""
     rng = np.random.default_rng(7)
     n = 5000
-    ev = pd.DataFrame({
-        "k": rng.integers(0, 50, n),
-        "ts": T0 + pd.to_timedelta(rng.integers(0, 10 * 86400, n), unit="s"),
-    })
+    ev = pd.DataFrame(
+        {
+            "k": rng.integers(0, 50, n),
+            "ts": T0 + pd.to_timedelta(rng.integers(0, 10 * 86400, n), unit="s"),
+        }
+    )
     ev["event_time_s"] = (ev["ts"] - T0).dt.total_seconds()
     ev.to_parquet(tmp_path / "ev.parquet")
     view = FeatureView(
-        "v", entity=Entity("e", key="k"),
+        "v",
+        entity=Entity("e", key="k"),
         source=Source.parquet(str(tmp_path / "ev.parquet"), timestamp="ts"),
         aggregations=[Aggregation("event_time_s", "max", window="30d", name="latest_seen")],
         boundary="strict",

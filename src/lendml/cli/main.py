@@ -44,7 +44,11 @@ def handle_errors(fn: F) -> F:
         try:
             return fn(*args, **kwargs)
         except LendmlError as exc:
-            err_console.print(f"[bold red]error:[/] {type(exc).__name__}: {exc.message}", highlight=False)
+            err_console.print(
+                f"[bold red]error:[/] {type(exc).__name__}: {exc.message}",
+                highlight=False,
+                soft_wrap=True,
+            )
             raise typer.Exit(code=2) from None
 
     return wrapper  # type: ignore[return-value]

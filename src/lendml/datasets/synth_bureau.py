@@ -98,9 +98,7 @@ def build_bureau(
     utilization = np.clip(
         pop.util0[b] + 0.018 * util_walk + 0.10 * post + 0.05 * (delinquencies > 0), 0.0, 1.5
     )
-    shown_util = np.where(
-        rng.random(n) < NULL_UTILIZATION_RATE, np.nan, np.round(utilization, 4)
-    )
+    shown_util = np.where(rng.random(n) < NULL_UTILIZATION_RATE, np.nan, np.round(utilization, 4))
 
     balance = (
         pop.installment_balance[b] * np.maximum(1.0 - 0.01 * pos, 0.3)

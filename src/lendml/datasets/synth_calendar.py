@@ -151,8 +151,3 @@ def cumulative_previous_sum(values: np.ndarray, position: np.ndarray) -> np.ndar
 def sigmoid(x: np.ndarray) -> np.ndarray:
     """The logistic function."""
     return 1.0 / (1.0 + np.exp(-x))
-
-
-def lognormal_mean_one(rng: np.random.Generator, sigma: float, size: int) -> np.ndarray:
-    """Log-normal noise with mean 1 (so it scales amounts without biasing totals)."""
-    return rng.lognormal(-0.5 * sigma * sigma, sigma, size)

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from lendml.datasets.synth_calendar import DAY, HOUR, Calendar, sample_rows, inverse_cdf_sampler
+from lendml.datasets.synth_calendar import DAY, HOUR, Calendar, inverse_cdf_sampler, sample_rows
 
 REGIONS = (
     "northeast",
@@ -182,9 +182,7 @@ def build_population(
     home_owner = rng.random(n) < 1.0 / (1.0 + np.exp(2.2 - 0.06 * (age - 30) - 0.8 * rel_income))
     shock = np.clip(_REGION_SHOCK[region] + 0.04 * rng.standard_normal(n), 0.0, 0.35)
     inflates = rng.random(n) < 0.15
-    overstatement = np.where(
-        inflates, rng.uniform(0.05, 0.40, n), 0.02 * rng.standard_normal(n)
-    )
+    overstatement = np.where(inflates, rng.uniform(0.05, 0.40, n), 0.02 * rng.standard_normal(n))
 
     spend_ratio = np.clip(
         0.88 + 0.13 * rng.standard_normal(n) - 0.05 * rel_income - 0.04 * credit, 0.5, 1.5
@@ -300,7 +298,9 @@ def build_applications(
     term_idx = sample_rows(inverse_cdf_sampler(_TERM_P), 4, band, rng.random(n))
     term = TERMS[term_idx].astype(np.int32)
     channel = sample_rows(
-        inverse_cdf_sampler(_APP_CHANNEL_P), len(APP_CHANNELS), post.astype(np.int64),
+        inverse_cdf_sampler(_APP_CHANNEL_P),
+        len(APP_CHANNELS),
+        post.astype(np.int64),
         rng.random(n),
     ).astype(np.int8)
     rate = (

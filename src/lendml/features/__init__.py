@@ -1,0 +1,1 @@
+"""Feature definitions, the catalog, point-in-time plans and materialization."""
