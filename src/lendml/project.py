@@ -26,9 +26,13 @@ from lendml.errors import ConfigError, DefinitionError, FeatureNotFound, Project
 from lendml.features.catalog import Catalog, CatalogEntry
 from lendml.features.definitions import FeatureService, FeatureView
 from lendml.features.loader import Definitions, load_definitions
+from lendml.features.materialize import MaterializeReport, materialize, read_state
+from lendml.features.online import online_features
 from lendml.features.training_set import Label, SpineLike, TrainingSet, build_training_set
 from lendml.features.validate import validate_definitions
+from lendml.stores import OnlineStore, create_online_store
 
+# The first example of docs/features.md, written into every new project.
 EXAMPLE_FEATURES = '''\
 """Feature definitions of this project. Edit, then run `lendml apply`."""
 
@@ -70,6 +74,7 @@ class Project:
         overrides = {"engine": {"type": engine}} if engine else None
         self.config: ProjectConfig = load_config(self.root, overrides=overrides)
         self._engine: OfflineEngine | None = None
+        self._online: OnlineStore | None = None
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -96,6 +101,9 @@ class Project:
         if self._engine is not None:
             self._engine.close()
             self._engine = None
+        if self._online is not None:
+            self._online.close()
+            self._online = None
 
     def __enter__(self) -> Project:
         return self
@@ -227,3 +235,82 @@ class Project:
         return build_training_set(
             self.engine, svc, spine, resolve_path=self.resolve_path, as_of=as_of, label=label
         )
+
+    # ------------------------------------------------------------------ materialization
+
+    @property
+    def online_store(self) -> OnlineStore:
+        """The configured online store, opened on first use."""
+        if self._online is None:
+            cfg = self.config.online_store
+            opts = cfg.model_dump(exclude={"type"})
+            if "path" in opts:
+                opts["path"] = self.resolve_path(opts["path"])
+            self._online = create_online_store(cfg.type, **opts)
+        return self._online
+
+    @property
+    def offline_root(self) -> Path:
+        return Path(self.resolve_path(self.config.offline_store.path))
+
+    def materialize(
+        self,
+        *,
+        start: Any,
+        end: Any,
+        views: Iterable[str] | None = None,
+        every: str = "1d",
+        chunk: str = "7d",
+        progress: Any = None,
+    ) -> MaterializeReport:
+        """Compute feature views over ``(start, end]`` into the offline and online stores.
+
+        Only applied views are materialized (run ``lendml apply`` first).
+        """
+        selected = self.get_feature_views(views)
+        applied = {e.name: e.version for e in self.catalog.list("feature_views")}
+        for v in selected:
+            if applied.get(v.name) != v.version:
+                raise DefinitionError(
+                    f"Feature view {v.name!r} is not applied in its current form; run "
+                    "`lendml apply` first.",
+                    feature_view=v.name,
+                )
+        if views is not None:
+            unknown = set(views) - {v.name for v in selected}
+            if unknown:
+                raise FeatureNotFound(f"No feature view(s) named {sorted(unknown)}.")
+        return materialize(
+            self.engine,
+            selected,
+            start=start,
+            end=end,
+            resolve_path=self.resolve_path,
+            offline_root=self.offline_root,
+            online=self.online_store,
+            state_path=self.offline_root / "_materialized.json",
+            every=every,
+            chunk=chunk,
+            progress=progress,
+        )
+
+    def materialization_state(self) -> dict[str, Any]:
+        """The materialized ranges per feature view."""
+        return read_state(self.offline_root / "_materialized.json")
+
+    def online_features(
+        self,
+        service: str | FeatureService,
+        keys: Any,
+        *,
+        as_of: Any = None,
+        request: Any = None,
+    ) -> Any:
+        """Latest feature values for entity keys from the online store (a DataFrame).
+
+        ``keys`` is ``{"CUSTOMER_ID": [1, 2]}`` or a list of dicts. Values are those of the
+        last materialization (its ``--end`` time); derived features use ``as_of``
+        (default now) and ``request`` fields.
+        """
+        svc = self.get_feature_service(service)
+        return online_features(self.online_store, svc, keys, as_of=as_of, request=request)

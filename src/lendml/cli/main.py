@@ -149,5 +149,59 @@ def training_set(
     )
 
 
+@app.command("materialize")
+@handle_errors
+def materialize_cmd(
+    start: Annotated[str, typer.Option("--start", help="Start (exclusive), ISO-8601 UTC.")],
+    end: Annotated[str, typer.Option("--end", help="End (inclusive), ISO-8601 UTC.")],
+    view: Annotated[list[str] | None, typer.Option("--view", help="Only these views.")] = None,
+    every: Annotated[str, typer.Option("--every", help="As-of grid step.")] = "1d",
+    chunk: Annotated[str, typer.Option("--chunk", help="Rows computed per chunk of time.")] = "7d",
+    project: ProjectOpt = Path("."),
+) -> None:
+    """Compute feature views into offline Parquet tables and the online store."""
+    from rich.progress import Progress
+
+    with Progress(console=console, transient=True) as bar, _project(project) as p:
+        tasks: dict[str, Any] = {}
+
+        def progress(view_name: str, done: int, total: int) -> None:
+            if view_name not in tasks:
+                tasks[view_name] = bar.add_task(f"materialize {view_name}", total=max(total, 1))
+            bar.update(tasks[view_name], completed=done)
+
+        report = p.materialize(
+            start=start, end=end, views=view, every=every, chunk=chunk, progress=progress
+        )
+    for name, stats in report.views.items():
+        console.print(
+            f"{name}: {stats['entities']:,} entities, {stats['offline_rows']:,} offline rows in "
+            f"{stats['partitions']} partitions, {stats['online_rows']:,} online rows"
+        )
+
+
+@app.command("online")
+@handle_errors
+def online_cmd(
+    service: Annotated[str, typer.Argument(help="Feature service name.")],
+    key: Annotated[list[str], typer.Option("--key", help="KEY_COLUMN=VALUE (repeatable).")],
+    project: ProjectOpt = Path("."),
+) -> None:
+    """Read a service's features for entity keys from the online store (JSON lines)."""
+    from lendml.errors import ConfigError
+
+    rows: list[dict[str, Any]] = []
+    for item in key:
+        if "=" not in item:
+            raise ConfigError(f"--key {item!r} must look like COLUMN=VALUE.")
+        col, _, raw = item.partition("=")
+        value: Any = int(raw) if raw.lstrip("-").isdigit() else raw
+        rows.append({col: value})
+    with _project(project) as p:
+        df = p.online_features(service, rows)
+    for rec in df.to_dict(orient="records"):
+        console.print_json(json.dumps(rec, default=str))
+
+
 def main() -> None:  # pragma: no cover - console entry
     sys.exit(app())
