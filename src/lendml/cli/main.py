@@ -203,5 +203,50 @@ def online_cmd(
         console.print_json(json.dumps(rec, default=str))
 
 
+@datasets_app.command("synth")
+@handle_errors
+def datasets_synth(
+    out: Annotated[Path, typer.Option("--out", help="Output folder (new or empty).")],
+    borrowers: Annotated[int, typer.Option("--borrowers", help="Number of borrowers.")] = 10_000,
+    seed: Annotated[int, typer.Option("--seed", help="Random seed (same seed, same bytes).")] = 42,
+    months: Annotated[int, typer.Option("--months", help="Months of history.")] = 24,
+    shift_month: Annotated[
+        int | None, typer.Option("--shift-month", help="Regime-shift month index.")
+    ] = 15,
+    horizon: Annotated[int, typer.Option("--horizon", help="Outcome horizon in months.")] = 12,
+) -> None:
+    """Generate the synthetic lending world as partitioned Parquet."""
+    from lendml.datasets import generate_world
+
+    with console.status(f"Generating {borrowers:,} borrowers…"):
+        summary = generate_world(
+            out,
+            borrowers=borrowers,
+            seed=seed,
+            months=months,
+            shift_month=shift_month,
+            outcome_horizon_months=horizon,
+        )
+    console.print_json(json.dumps(summary.to_dict(), default=str))
+
+
+@app.command()
+@handle_errors
+def demo(
+    directory: Annotated[
+        Path, typer.Option("--dir", help="Demo project folder (new or empty).")
+    ] = Path("demo-project"),
+    borrowers: Annotated[int, typer.Option("--borrowers")] = 3000,
+) -> None:
+    """Run the end-to-end tour on embedded defaults."""
+    import shutil
+
+    from lendml.cli.demo import run_demo
+
+    if directory.exists() and (directory / "lendml.yaml").exists():
+        shutil.rmtree(directory)  # a previous demo run: start fresh
+    run_demo(directory, borrowers=borrowers, console=console)
+
+
 def main() -> None:  # pragma: no cover - console entry
     sys.exit(app())

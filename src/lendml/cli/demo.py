@@ -1,0 +1,160 @@
+"""``lendml demo``: the end-to-end tour on embedded defaults (DuckDB + SQLite).
+
+synthesize a lending world → init a project → apply features → point-in-time training set
+(with label maturity) → materialize → read online features. Later parts of the platform
+(training, registry, serving, monitoring) extend this tour.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pyarrow.parquet as pq
+from rich.console import Console
+from rich.table import Table
+
+LENDING_FEATURES = '''\
+"""Features of the synthetic lending world (lendml datasets synth)."""
+
+from lendml import (
+    Aggregation, Derived, DerivedView, Entity, Feature, FeatureService, FeatureView, Source,
+)
+
+borrower = Entity("borrower", key="borrower_id")
+
+transactions = Source.parquet("data/world/transactions", timestamp="tx_at")
+bureau = Source.parquet("data/world/bureau", timestamp="snapshot_at")
+
+spending = FeatureView(
+    "spending", entity=borrower, source=transactions,
+    aggregations=[
+        Aggregation("amount", "count", window="30d", name="tx_count_30d"),
+        Aggregation("amount", "sum", window="90d", where="direction = 'debit'", name="spend_90d"),
+        Aggregation("amount", "sum", window="90d", where="direction = 'credit'", name="income_90d"),
+        Aggregation("amount", "mean", window="30d", where="direction = 'debit'", name="avg_spend_30d"),
+        Aggregation("amount", "max", window="30d", name="max_amount_30d"),
+        Aggregation("amount", "std", window="90d", where="direction = 'debit'", name="std_spend_90d"),
+        Aggregation("amount", "count", window="30d", where="category IN ('cash_advance', 'gambling')",
+                    name="risky_tx_30d"),
+        Aggregation("category", "count_distinct", window="90d", name="categories_90d"),
+    ],
+)
+
+credit_file = FeatureView(
+    "credit_file", entity=borrower, source=bureau, ttl="62d",
+    features=[
+        Feature("fico"),
+        Feature("revolving_utilization", name="utilization"),
+        Feature("delinquencies_12m"),
+        Feature("inquiries_6m"),
+    ],
+)
+
+ratios = DerivedView(
+    "application_ratios",
+    [
+        Derived("loan_to_income", "loan_amount / (stated_income * 12)"),
+        Derived("spend_to_income_90d", "spend_90d / income_90d"),
+        Derived("applied_at_night", "hour(as_of) <= 5"),
+    ],
+    request_fields={"loan_amount": "number", "stated_income": "number"},
+)
+
+credit_v1 = FeatureService("credit_v1", [spending, credit_file, ratios])
+'''
+
+
+def run_demo(directory: Path, *, borrowers: int = 3000, seed: int = 42, console: Console) -> None:
+    """Run the tour into ``directory`` (created; must be new or empty)."""
+    from lendml.datasets import generate_world
+    from lendml.features.training_set import Label
+    from lendml.project import Project
+
+    console.rule("[bold]lendml demo[/]")
+    project = Project.init(directory, name="lending_demo")
+    (project.root / "features.py").write_text(LENDING_FEATURES)
+    world = project.root / "data" / "world"
+    with console.status(f"1/5 Synthesizing a lending world ({borrowers:,} borrowers)…"):
+        summary = generate_world(
+            world,
+            borrowers=borrowers,
+            seed=seed,
+            months=18,
+            shift_month=12,
+            outcome_horizon_months=3,
+        )
+    counts = summary.to_dict().get("row_counts", {})
+    console.print(
+        f"[green]✓[/] 1/5 world written to {world}: "
+        + ", ".join(f"{k} {v:,}" for k, v in sorted(counts.items()))
+    )
+
+    report = project.apply()
+    console.print(
+        f"[green]✓[/] 2/5 applied {len(report['added'])} definitions "
+        f"(feature service credit_v1@{project.get_feature_service('credit_v1').version})"
+    )
+
+    apps = pq.read_table(world / "applications").to_pandas()
+    outcomes = pq.read_table(world / "outcomes").to_pandas()
+    spine = apps.merge(
+        outcomes[["application_id", "defaulted", "observed_at"]], on="application_id"
+    )
+    spine = spine.rename(columns={"applied_at": "as_of"})[
+        [
+            "application_id",
+            "borrower_id",
+            "as_of",
+            "loan_amount",
+            "stated_income",
+            "defaulted",
+            "observed_at",
+        ]
+    ]
+    cutoff = spine["as_of"].max()
+    with console.status("3/5 Building a point-in-time training set…"):
+        ts = project.training_set(
+            "credit_v1", spine, label=Label("defaulted", observed_at="observed_at", cutoff=cutoff)
+        )
+    train_path = project.root / "data" / "training_set.parquet"
+    ts.to_parquet(train_path)
+    df = ts.to_pandas()
+    console.print(
+        f"[green]✓[/] 3/5 training set: {len(df):,} rows × {df.shape[1]} columns → {train_path} "
+        f"({ts.immature_labels:,} rows left out: label not yet observed at {cutoff:%Y-%m-%d})"
+    )
+    rate = df.groupby(df["fico"].fillna(0) < 620)["defaulted"].mean()
+    console.print(
+        f"    default rate fico<620: {rate.get(True, float('nan')):.1%} vs "
+        f"fico≥620: {rate.get(False, float('nan')):.1%}"
+    )
+
+    end = pd.Timestamp(cutoff).ceil("D")
+    start = end - pd.Timedelta(days=7)
+    with console.status("4/5 Materializing the last week…"):
+        mat = project.materialize(start=start, end=end)
+    console.print(
+        f"[green]✓[/] 4/5 materialized: "
+        + ", ".join(
+            f"{v} {s['entities']:,} entities / {s['offline_rows']:,} offline rows"
+            for v, s in mat.views.items()
+        )
+    )
+
+    sample = spine.sort_values("as_of").tail(3)
+    online = project.online_features(
+        "credit_v1",
+        [{"borrower_id": int(b)} for b in sample["borrower_id"]],
+        as_of=end,
+        request=sample[["loan_amount", "stated_income"]].to_dict(orient="records"),
+    )
+    table = Table(title=f"5/5 online features as of {end:%Y-%m-%d %H:%M} UTC")
+    shown = ["borrower_id", "fico", "utilization", "tx_count_30d", "spend_90d", "loan_to_income"]
+    for c in shown:
+        table.add_column(c)
+    for rec in online[shown].to_dict(orient="records"):
+        table.add_row(*(f"{v:,.3f}" if isinstance(v, float) else str(v) for v in rec.values()))
+    console.print(table)
+    project.close()
+    console.rule(f"[bold green]done[/] — project in {project.root}")
