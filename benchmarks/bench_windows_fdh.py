@@ -62,9 +62,10 @@ def run_handwritten(path: str) -> tuple[float, int]:
 
 
 def run_lendml(path: str) -> tuple[float, int]:
+    from tests.features.test_fdh_reference import fdh_service
+
     from lendml.engines import create_engine
     from lendml.features.training_set import build_training_set
-    from tests.features.test_fdh_reference import fdh_service
 
     spine = pd.read_parquet(
         path, columns=["TRANSACTION_ID", "CUSTOMER_ID", "TERMINAL_ID", "TX_DATETIME"]

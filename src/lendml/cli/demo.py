@@ -135,7 +135,7 @@ def run_demo(directory: Path, *, borrowers: int = 3000, seed: int = 42, console:
     with console.status("4/5 Materializing the last week…"):
         mat = project.materialize(start=start, end=end)
     console.print(
-        f"[green]✓[/] 4/5 materialized: "
+        "[green]✓[/] 4/5 materialized: "
         + ", ".join(
             f"{v} {s['entities']:,} entities / {s['offline_rows']:,} offline rows"
             for v, s in mat.views.items()
