@@ -53,6 +53,7 @@ import os
 import shutil
 import tempfile
 from collections.abc import Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import date
 from pathlib import Path
@@ -341,9 +342,12 @@ def _publish(staging: Path, out: Path) -> None:
         # Put back what was there before; the new world stays in staging (then removed).
         for name in reversed(moved):
             if (replaced / name).exists():
-                if (out / name).exists():
-                    shutil.rmtree(out / name) if (out / name).is_dir() else (out / name).unlink()
-                os.replace(replaced / name, out / name)
+                new = out / name
+                if new.is_dir():
+                    shutil.rmtree(new)
+                elif new.exists():
+                    new.unlink()
+                os.replace(replaced / name, new)
         raise
 
 
@@ -352,29 +356,39 @@ def _rate(defaults: int, total: int) -> float | None:
 
 
 def _generate_into(root: Path, config: WorldConfig) -> dict[str, Any]:
-    """Generate every chunk into ``root``; return row counts and default rates."""
+    """Generate every chunk into ``root``; return row counts and default rates.
+
+    A writer thread writes chunk ``i`` while chunk ``i + 1`` is drawn (Parquet encoding
+    and most numpy work release the GIL), holding at most two chunks in memory.
+    """
     cal = build_calendar(config.start, config.months, config.shift_month)
     counts = dict.fromkeys(synth_io.TABLES, 0)
     apps_by_regime = np.zeros(2, dtype=np.int64)
     defaults_by_regime = np.zeros(2, dtype=np.int64)
     n_chunks = -(-config.borrowers // config.chunk_borrowers)
-    for chunk in range(n_chunks):
-        first = chunk * config.chunk_borrowers
-        n = min(config.chunk_borrowers, config.borrowers - first)
-        rows, apps_post, defaulted = _generate_chunk(root, config, cal, chunk, first, n, counts)
-        for table, count in rows.items():
-            counts[table] += count
-        apps_by_regime += np.bincount(apps_post, minlength=2)
-        defaults_by_regime += np.bincount(apps_post, weights=defaulted, minlength=2).astype(
-            np.int64
-        )
-        logger.info(
-            "synthetic world: chunk %d/%d done (%d borrowers, %d transactions so far)",
-            chunk + 1,
-            n_chunks,
-            first + n,
-            counts["transactions"],
-        )
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="lendml-synth-writer") as writer:
+        pending: Future[None] | None = None
+        for index in range(n_chunks):
+            first = index * config.chunk_borrowers
+            n = min(config.chunk_borrowers, config.borrowers - first)
+            chunk, apps_post, defaulted = _generate_chunk(config, cal, index, first, n, counts)
+            for table, rows in chunk.tables.items():
+                counts[table] += rows.num_rows
+            apps_by_regime += np.bincount(apps_post, minlength=2)
+            defaults_by_regime += np.bincount(apps_post[defaulted == 1], minlength=2)
+            if pending is not None:
+                pending.result()  # raises what the writer raised
+            pending = writer.submit(synth_io.write_chunk, root, cal, chunk)
+            del chunk
+            logger.info(
+                "synthetic world: chunk %d/%d drawn (%d borrowers, %d transactions so far)",
+                index + 1,
+                n_chunks,
+                first + n,
+                counts["transactions"],
+            )
+        if pending is not None:
+            pending.result()
     for table, count in counts.items():
         if count == 0:
             synth_io.write_empty(root, table, cal)
@@ -393,20 +407,20 @@ def _generate_into(root: Path, config: WorldConfig) -> dict[str, Any]:
 
 
 def _generate_chunk(
-    root: Path,
     config: WorldConfig,
     cal: Calendar,
-    chunk: int,
+    index: int,
     first: int,
     n: int,
     counts_so_far: Mapping[str, int],
-) -> tuple[dict[str, int], np.ndarray, np.ndarray]:
-    """Generate and write one chunk of borrowers.
+) -> tuple[synth_io.ChunkTables, np.ndarray, np.ndarray]:
+    """Draw one chunk of borrowers and everything about them.
 
     Each table draws from its own random stream, so e.g. changing the transaction rate
-    leaves borrowers, applications and outcomes unchanged.
+    leaves borrowers, applications, bureau and outcomes unchanged. Returns the chunk's
+    tables and, per application, whether it is after the shock and whether it defaulted.
     """
-    seeds = np.random.SeedSequence([config.seed, chunk]).spawn(len(_STREAMS))
+    seeds = np.random.SeedSequence([config.seed, index]).spawn(len(_STREAMS))
     rng = {name: np.random.default_rng(s) for name, s in zip(_STREAMS, seeds, strict=True)}
 
     pop, app_borrower, app_time = build_population(rng["population"], cal, first_id=first + 1, n=n)
@@ -422,24 +436,22 @@ def _generate_chunk(
     outcomes = build_outcomes(
         rng["outcomes"], pop, apps, at_app, horizon_months=config.outcome_horizon_months
     )
-    synth_io.write_table_part(root, "borrowers", chunk, synth_io.borrowers_table(pop))
-    synth_io.write_table_part(root, "applications", chunk, synth_io.applications_table(pop, apps))
-    synth_io.write_table_part(root, "outcomes", chunk, synth_io.outcomes_table(pop, apps, outcomes))
     bureau_rows, bureau_month = synth_io.bureau_table(pop, bureau)
-    synth_io.write_partitioned_part(root, "bureau", chunk, bureau_rows, bureau_month, cal)
-    del bureau, bureau_rows
-
+    del bureau
     tx = build_transactions(
         rng["transactions"], cal, pop, tx_per_borrower_month=config.tx_per_borrower_month
     )
-    tx_rows = synth_io.transactions_table(pop, tx, first_id=counts_so_far["transactions"] + 1)
-    synth_io.write_partitioned_part(root, "transactions", chunk, tx_rows, tx.month, cal)
-
-    rows = {
-        "borrowers": len(pop),
-        "applications": len(apps),
-        "bureau": len(bureau_month),
-        "transactions": len(tx),
-        "outcomes": len(apps),
-    }
-    return rows, apps.post_shift.astype(np.int64), outcomes.defaulted
+    chunk = synth_io.ChunkTables(
+        index=index,
+        tables={
+            "borrowers": synth_io.borrowers_table(pop),
+            "applications": synth_io.applications_table(pop, apps),
+            "bureau": bureau_rows,
+            "transactions": synth_io.transactions_table(
+                pop, tx, first_id=counts_so_far["transactions"] + 1
+            ),
+            "outcomes": synth_io.outcomes_table(pop, apps, outcomes),
+        },
+        months={"bureau": bureau_month, "transactions": tx.month},
+    )
+    return chunk, apps.post_shift.astype(np.int64), outcomes.defaulted

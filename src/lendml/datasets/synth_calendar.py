@@ -102,22 +102,30 @@ def wrap_into(t: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
     return lo + np.mod(t - lo, span)
 
 
-def inverse_cdf_sampler(weights: np.ndarray) -> np.ndarray:
-    """Prepare row-wise categorical weights for :func:`sample_rows`.
+@dataclass(frozen=True)
+class CategoricalSampler:
+    """Draws from several small categorical distributions at once, one per row of weights.
 
-    Returns the cumulative distribution of each row shifted by its row index, flattened,
-    so that one ``searchsorted`` samples every row's distribution at once.
+    Sampling is a table lookup: each distribution is quantised to
+    ``1 / RESOLUTION`` of probability, far below any weight the world uses.
     """
-    w = np.asarray(weights, dtype=np.float64)
-    cdf = np.cumsum(w, axis=1) / w.sum(axis=1, keepdims=True)
-    cdf[:, -1] = 1.0
-    return (cdf + np.arange(w.shape[0])[:, None]).ravel()
 
+    lookup: np.ndarray  # (distributions, RESOLUTION) category indices
 
-def sample_rows(flat_cdf: np.ndarray, width: int, row: np.ndarray, u: np.ndarray) -> np.ndarray:
-    """Draw a column index for each ``row`` of a :func:`inverse_cdf_sampler` table."""
-    idx = np.searchsorted(flat_cdf, row + u, side="right")
-    return np.minimum(idx - row * width, width - 1)
+    RESOLUTION = 8192
+
+    @classmethod
+    def from_weights(cls, weights: np.ndarray) -> CategoricalSampler:
+        """One distribution per row of ``weights`` (a 1-d array is one distribution)."""
+        w = np.atleast_2d(np.asarray(weights, dtype=np.float64))
+        cdf = np.cumsum(w, axis=1) / w.sum(axis=1, keepdims=True)
+        mids = (np.arange(cls.RESOLUTION) + 0.5) / cls.RESOLUTION
+        index = (mids[None, :, None] >= cdf[:, None, :]).sum(axis=2)
+        return cls(lookup=np.minimum(index, w.shape[1] - 1).astype(np.int16))
+
+    def sample(self, u: np.ndarray, which: np.ndarray | int = 0) -> np.ndarray:
+        """Category index for uniform draws ``u`` from distribution(s) ``which``."""
+        return self.lookup[which, (u * self.RESOLUTION).astype(np.int64)].astype(np.int64)
 
 
 def group_positions(counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -7,6 +7,8 @@ dictionaries then read back as plain ``string``, and timestamps as
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -243,6 +245,27 @@ def write_partitioned_part(
             write_parquet(
                 root / name / f"month={label}" / part_name(part), table.slice(lo, hi - lo)
             )
+
+
+@dataclass(frozen=True)
+class ChunkTables:
+    """One chunk's rows of every table, ready to be written.
+
+    ``months`` holds, for each month-partitioned table, the sorted month index of its rows.
+    """
+
+    index: int
+    tables: Mapping[str, pa.Table]
+    months: Mapping[str, np.ndarray]
+
+
+def write_chunk(root: Path, cal: Calendar, chunk: ChunkTables) -> None:
+    """Write every table of a chunk under ``root``."""
+    for name, table in chunk.tables.items():
+        if name in PARTITIONED:
+            write_partitioned_part(root, name, chunk.index, table, chunk.months[name], cal)
+        else:
+            write_table_part(root, name, chunk.index, table)
 
 
 def write_empty(root: Path, name: str, cal: Calendar) -> None:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from lendml.datasets.synth_calendar import DAY, HOUR, Calendar, inverse_cdf_sampler, sample_rows
+from lendml.datasets.synth_calendar import DAY, HOUR, Calendar, CategoricalSampler
 
 REGIONS = (
     "northeast",
@@ -81,6 +81,12 @@ _TERM_P = np.array(
 _APP_HOURS = np.array(
     [1, 0.6, 0.4, 0.3, 0.3, 0.5, 1, 2, 3.5, 5, 6, 6.5, 7, 6.5, 6, 5.5, 5, 5, 5.5, 6.5, 7, 6, 4, 2]
 )
+
+_ETHNICITY = CategoricalSampler.from_weights(_ETHNICITY_BY_REGION)
+_APP_HOUR = CategoricalSampler.from_weights(_APP_HOURS)
+_PURPOSE = CategoricalSampler.from_weights(np.stack([_PURPOSE_P, _PURPOSE_P_POST]))
+_TERM = CategoricalSampler.from_weights(_TERM_P)
+_APP_CHANNEL = CategoricalSampler.from_weights(_APP_CHANNEL_P)
 
 _MAX_APPS = 3
 _APPS_P = np.array([0.04, 0.78, 0.13, 0.05])  # 0, 1, 2 or 3 applications planned
@@ -162,8 +168,7 @@ def build_population(
     created = start + np.floor(rng.random(n) * (end - start)).astype(np.int64)
     region = _choice(rng, _REGION_P, n)
     gender = _choice(rng, _GENDER_P, n)
-    eth_table = inverse_cdf_sampler(_ETHNICITY_BY_REGION)
-    ethnicity = sample_rows(eth_table, len(ETHNICITIES), region.astype(np.int64), rng.random(n))
+    ethnicity = _ETHNICITY.sample(rng.random(n), region)
     age = np.clip(18 + rng.gamma(3.0, 6.5, n), 18, 85).astype(np.int32)
     employment = np.round(np.minimum(rng.gamma(1.5, 3.0, n), age - 18.0), 1)
 
@@ -179,7 +184,7 @@ def build_population(
     )
     income = np.round(np.clip(np.exp(log_income), 900.0, 60_000.0), -1)
     rel_income = np.log(income / 4200.0)
-    home_owner = rng.random(n) < 1.0 / (1.0 + np.exp(2.2 - 0.06 * (age - 30) - 0.8 * rel_income))
+    home_owner = rng.random(n) < 1.0 / (1.0 + np.exp(0.5 - 0.06 * (age - 35) - 0.8 * rel_income))
     shock = np.clip(_REGION_SHOCK[region] + 0.04 * rng.standard_normal(n), 0.0, 0.35)
     inflates = rng.random(n) < 0.15
     overstatement = np.where(inflates, rng.uniform(0.05, 0.40, n), 0.02 * rng.standard_normal(n))
@@ -274,8 +279,7 @@ def build_applications(
     n = len(borrower)
     # Keep the planned day, put the time of day on the applications' daily cycle; the
     # planned time is at least 36 days after joining, so the result is at least 35 days.
-    hour_table = inverse_cdf_sampler(_APP_HOURS[None, :])
-    hour = sample_rows(hour_table, 24, np.zeros(n, dtype=np.int64), rng.random(n))
+    hour = _APP_HOUR.sample(rng.random(n))
     applied = planned - planned % DAY + hour * HOUR + rng.integers(0, HOUR, n)
     applied = np.clip(applied, pop.created[borrower] + 35 * DAY, cal.end - 1)
     month = cal.month_of(applied)
@@ -285,31 +289,21 @@ def build_applications(
     stated = true_income * np.exp(pop.overstatement[borrower] + 0.03 * rng.standard_normal(n))
     stated_income = np.round(stated, -1)
 
-    purpose = sample_rows(
-        inverse_cdf_sampler(np.stack([_PURPOSE_P, _PURPOSE_P_POST])),
-        len(PURPOSES),
-        post.astype(np.int64),
-        rng.random(n),
-    ).astype(np.int8)
+    purpose = _PURPOSE.sample(rng.random(n), post.astype(np.int64)).astype(np.int8)
     size = _PURPOSE_SIZE[purpose] * (1.0 + 0.05 * post)
     loan = stated_income * rng.lognormal(np.log(2.0), 0.5, n) * size
     loan_amount = np.clip(np.round(loan, -2), 1000.0, 50_000.0)
     band = np.searchsorted(np.array([5000.0, 15000.0]), loan_amount, side="right")
-    term_idx = sample_rows(inverse_cdf_sampler(_TERM_P), 4, band, rng.random(n))
+    term_idx = _TERM.sample(rng.random(n), band)
     term = TERMS[term_idx].astype(np.int32)
-    channel = sample_rows(
-        inverse_cdf_sampler(_APP_CHANNEL_P),
-        len(APP_CHANNELS),
-        post.astype(np.int64),
-        rng.random(n),
-    ).astype(np.int8)
+    channel = _APP_CHANNEL.sample(rng.random(n), post.astype(np.int64)).astype(np.int8)
     rate = (
-        0.06
-        + 0.0004 * (780.0 - pop.fico0[borrower])
-        + 0.03 * pop.util0[borrower]
+        0.075
+        + 0.0005 * (780.0 - pop.fico0[borrower])
+        + 0.04 * pop.util0[borrower]
         + 0.01 * (term == 60)
         + 0.015 * post
-        + 0.012 * rng.standard_normal(n)
+        + 0.015 * rng.standard_normal(n)
     )
     requested_rate = np.round(np.clip(rate, 0.05, 0.36), 4)
 

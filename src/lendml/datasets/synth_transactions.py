@@ -28,10 +28,9 @@ from lendml.datasets.synth_calendar import (
     DAY,
     HOUR,
     Calendar,
+    CategoricalSampler,
     day_start,
     group_positions,
-    inverse_cdf_sampler,
-    sample_rows,
     weekday,
     wrap_into,
 )
@@ -47,16 +46,18 @@ CATEGORIES = (
     "dining",
     "transport",
     "shopping",
+    "transfer_out",
     "cash_advance",
     "gambling",
 )
-SALARY, TRANSFER_IN, HOUSING, UTILITIES = 0, 1, 2, 3
-GROCERIES, DINING, TRANSPORT, SHOPPING, CASH_ADVANCE, GAMBLING = 4, 5, 6, 7, 8, 9
+SALARY, TRANSFER_IN, HOUSING, UTILITIES, GROCERIES, DINING = 0, 1, 2, 3, 4, 5
+TRANSPORT, SHOPPING, TRANSFER_OUT, CASH_ADVANCE, GAMBLING = 6, 7, 8, 9, 10
 CREDIT_CATEGORIES = (SALARY, TRANSFER_IN)
-FIXED_PER_MONTH = 3  # salary, housing and utilities: one each in a full month
+FIXED_CATEGORIES = (SALARY, HOUSING, UTILITIES)  # one each in a full month
 
 DIRECTIONS = ("debit", "credit")
 TX_CHANNELS = ("pos", "online", "atm", "ach")
+# Channel shares (pos, online, atm, ach) per category.
 _CHANNEL_P = np.array(
     [
         [0.0, 0.0, 0.0, 1.0],
@@ -67,316 +68,61 @@ _CHANNEL_P = np.array(
         [0.7, 0.3, 0.0, 0.0],
         [0.6, 0.4, 0.0, 0.0],
         [0.35, 0.65, 0.0, 0.0],
+        [0.0, 0.6, 0.0, 0.4],
         [0.0, 0.1, 0.9, 0.0],
         [0.1, 0.9, 0.0, 0.0],
     ]
 )
 
-# Everyday categories: (monthly count at 8 transactions a month, share of the budget).
-_EVERYDAY = {
-    TRANSFER_IN: (0.3, 0.0),
-    GROCERIES: (2.4, 0.34),
-    DINING: (1.2, 0.16),
-    TRANSPORT: (1.0, 0.18),
-    SHOPPING: (1.0, 0.32),
+# Monthly counts at the default 8 transactions a month; scaled with the rate.
+_EVERYDAY_RATE = {
+    TRANSFER_IN: 0.3,
+    GROCERIES: 2.0,
+    DINING: 1.1,
+    TRANSPORT: 0.9,
+    SHOPPING: 0.8,
+    TRANSFER_OUT: 0.8,
 }
-_EVERYDAY_BASE = sum(rate for rate, _ in _EVERYDAY.values())
-_AMOUNT_SIGMA = np.array([0.015, 0.8, 0.0, 0.15, 0.5, 0.6, 0.6, 0.9, 0.5, 1.0])
+_EVERYDAY_BASE = sum(_EVERYDAY_RATE.values())
+_HABIT_RATE = 0.5  # cash advances + gambling in an average month
+# Typical amount of one purchase (mean), before the borrower's income and habits.
+_PURCHASE = {GROCERIES: 70.0, DINING: 30.0, TRANSPORT: 40.0, SHOPPING: 75.0}
+_AMOUNT_SIGMA = np.array([0.015, 0.8, 0.0, 0.15, 0.5, 0.6, 0.6, 0.9, 0.5, 0.5, 1.0])
+MEAN_TRANSFER_IN = 120.0
 MEAN_CASH_ADVANCE = 300.0
 MEAN_GAMBLING = 55.0
 
-# Hour-of-day weights per category; row 10 is gambling late at night.
-_HOURS = np.array(
+
+def _daily(*bumps: tuple[float, float, float], floor: float = 0.05) -> np.ndarray:
+    """Hour-of-day weights: a floor plus (peak hour, width in hours, height) bumps."""
+    hours = np.arange(24)
+    weights = np.full(24, floor)
+    for peak, width, height in bumps:
+        distance = np.minimum(np.abs(hours - peak), 24 - np.abs(hours - peak))
+        weights += height * np.exp(-0.5 * (distance / width) ** 2)
+    return weights
+
+
+# One hour profile per category; the last row is gambling late at night.
+_HOURS = np.stack(
     [
-        [
-            4,
-            8,
-            10,
-            10,
-            8,
-            5,
-            2,
-            1,
-            0.5,
-            0.3,
-            0.2,
-            0.2,
-            0.2,
-            0.2,
-            0.2,
-            0.2,
-            0.2,
-            0.2,
-            0.1,
-            0.1,
-            0.1,
-            0.1,
-            0.5,
-            2,
-        ],
-        [
-            0.1,
-            0.1,
-            0.1,
-            0.1,
-            0.1,
-            0.2,
-            0.5,
-            1,
-            3,
-            5,
-            6,
-            6,
-            5,
-            5,
-            6,
-            6,
-            5,
-            4,
-            2,
-            1,
-            0.5,
-            0.3,
-            0.2,
-            0.1,
-        ],
-        [
-            1,
-            2,
-            3,
-            4,
-            5,
-            6,
-            6,
-            4,
-            3,
-            2,
-            1,
-            0.5,
-            0.3,
-            0.2,
-            0.2,
-            0.2,
-            0.2,
-            0.2,
-            0.2,
-            0.2,
-            0.2,
-            0.2,
-            0.3,
-            0.5,
-        ],
-        [
-            1,
-            2,
-            3,
-            4,
-            5,
-            6,
-            6,
-            4,
-            3,
-            2,
-            1,
-            0.5,
-            0.3,
-            0.2,
-            0.2,
-            0.2,
-            0.2,
-            0.2,
-            0.2,
-            0.2,
-            0.2,
-            0.2,
-            0.3,
-            0.5,
-        ],
-        [
-            0.1,
-            0.05,
-            0.05,
-            0.05,
-            0.05,
-            0.1,
-            0.4,
-            1,
-            2,
-            3,
-            4,
-            4.5,
-            5,
-            4.5,
-            4,
-            4.5,
-            5.5,
-            7,
-            7.5,
-            6,
-            4,
-            2.5,
-            1,
-            0.3,
-        ],
-        [
-            0.3,
-            0.2,
-            0.1,
-            0.05,
-            0.05,
-            0.1,
-            0.5,
-            2,
-            2.5,
-            1.5,
-            1,
-            2.5,
-            6,
-            5,
-            2,
-            1,
-            1,
-            2,
-            5,
-            6.5,
-            5.5,
-            3.5,
-            1.5,
-            0.6,
-        ],
-        [
-            0.3,
-            0.2,
-            0.1,
-            0.1,
-            0.2,
-            1,
-            3,
-            6.5,
-            6,
-            3,
-            2,
-            2,
-            2.5,
-            2,
-            2,
-            3,
-            5,
-            6.5,
-            5.5,
-            3,
-            2,
-            1.5,
-            1,
-            0.5,
-        ],
-        [
-            0.5,
-            0.3,
-            0.2,
-            0.1,
-            0.1,
-            0.1,
-            0.3,
-            0.8,
-            1.5,
-            2.5,
-            3.5,
-            4,
-            4.5,
-            4.5,
-            4.5,
-            4.5,
-            4.5,
-            5,
-            5.5,
-            6,
-            6.5,
-            6,
-            4,
-            1.5,
-        ],
-        [
-            1.5,
-            1,
-            0.6,
-            0.4,
-            0.3,
-            0.3,
-            0.5,
-            1,
-            2,
-            3,
-            4,
-            4.5,
-            5,
-            5,
-            5,
-            5,
-            5,
-            5,
-            5,
-            5,
-            5,
-            4.5,
-            3.5,
-            2.5,
-        ],
-        [
-            0.8,
-            0.4,
-            0.2,
-            0.1,
-            0.1,
-            0.1,
-            0.1,
-            0.2,
-            0.3,
-            0.5,
-            0.8,
-            1,
-            1.5,
-            1.5,
-            1.5,
-            1.5,
-            2,
-            3,
-            4.5,
-            6,
-            7,
-            7.5,
-            6.5,
-            3,
-        ],
-        [
-            6,
-            7,
-            6,
-            4.5,
-            2.5,
-            0.5,
-            0.1,
-            0.1,
-            0.1,
-            0.1,
-            0.1,
-            0.1,
-            0.1,
-            0.1,
-            0.1,
-            0.1,
-            0.1,
-            0.1,
-            0.1,
-            0.1,
-            0.1,
-            0.1,
-            0.5,
-            2,
-        ],
+        _daily((3, 1.5, 1.0)),  # salary: overnight payroll batch
+        _daily((11, 3, 1.0), (15, 2, 0.8)),  # transfer_in
+        _daily((5, 2, 1.0)),  # housing: early-morning autopay
+        _daily((5, 2, 1.0)),  # utilities
+        _daily((11, 2, 0.6), (18, 2, 1.0)),  # groceries
+        _daily((8, 1, 0.35), (12.5, 1, 0.9), (19.5, 1.5, 1.0)),  # dining
+        _daily((8, 1.2, 1.0), (17.5, 1.5, 0.9)),  # transport: commutes
+        _daily((13, 3, 0.7), (20, 2, 1.0)),  # shopping
+        _daily((10, 2, 0.8), (20, 2.5, 1.0)),  # transfer_out
+        _daily((14, 4, 1.0), (22, 2, 0.5)),  # cash_advance
+        _daily((21, 2, 1.0)),  # gambling, evenings
+        _daily((2, 1.2, 1.0), floor=0.01),  # gambling, late at night
     ]
 )
-_GAMBLING_NIGHT = 10
+_GAMBLING_NIGHT = len(CATEGORIES)
+_HOUR = CategoricalSampler.from_weights(_HOURS)
+_CHANNEL = CategoricalSampler.from_weights(_CHANNEL_P)
 # Weekday acceptance weights (Monday first), at most 1; fixed-day categories ignore them.
 _WEEKDAY = np.array(
     [
@@ -388,6 +134,7 @@ _WEEKDAY = np.array(
         [0.6, 0.6, 0.65, 0.7, 0.95, 1, 0.85],
         [1, 1, 1, 1, 1, 0.6, 0.5],
         [0.7, 0.7, 0.7, 0.75, 0.85, 1, 0.95],
+        [1, 1, 1, 1, 1, 0.5, 0.4],
         [0.8, 0.8, 0.8, 0.85, 1, 0.9, 0.7],
         [0.6, 0.55, 0.6, 0.7, 0.9, 1, 1],
     ]
@@ -399,7 +146,7 @@ _BURST_BASE, _BURST_STRESS = 0.10, 0.60
 _PRE_PAYDAY_BASE, _PRE_PAYDAY_STRESS = 0.12, 0.70
 _NIGHT_BASE, _NIGHT_STRESS = 0.04, 0.80
 _NIGHT_WINDOW_DAYS = 60.0
-_BURST_CATEGORIES = (DINING, SHOPPING, GROCERIES)
+_BURST_CATEGORIES = (GROCERIES, DINING, SHOPPING)
 
 
 @dataclass(frozen=True)
@@ -433,8 +180,7 @@ def _on_day(
 ) -> np.ndarray:
     """A time on day ``day`` (1-based) of each month, hour drawn from one profile."""
     n = len(month)
-    table = inverse_cdf_sampler(_HOURS[hour_row][None, :])
-    hour = sample_rows(table, 24, np.zeros(n, dtype=np.int64), rng.random(n))
+    hour = _HOUR.sample(rng.random(n), hour_row)
     return cal.month_starts[month] + (day - 1) * DAY + hour * HOUR + rng.integers(0, HOUR, n)
 
 
@@ -478,17 +224,14 @@ def build_transactions(
     fixed_at = np.stack([payday, housing, utility], axis=1)
 
     n_cat = len(CATEGORIES)
+    scale = _everyday_scale(tx_per_borrower_month)
     lam = np.zeros((rows, n_cat))
-    everyday_scale = (
-        tx_per_borrower_month - FIXED_PER_MONTH - 0.5  # ~0.5 cash advances + gambling a month
-    ) / _EVERYDAY_BASE
-    for cat, (rate, _share) in _EVERYDAY.items():
-        lam[:, cat] = rate * everyday_scale * frac
-    cash_rate = pop.cash_rate[b] * np.where(post, CASH_ADVANCE_BOOST_AFTER_SHOCK, 1.0)
-    lam[:, CASH_ADVANCE] = cash_rate * frac
+    for cat, rate in _EVERYDAY_RATE.items():
+        lam[:, cat] = rate * scale * frac
+    lam[:, CASH_ADVANCE] = _cash_rate(pop, b, post) * frac
     lam[:, GAMBLING] = pop.gamble_rate[b] * frac
     counts = rng.poisson(lam)
-    for col, cat in enumerate((SALARY, HOUSING, UTILITIES)):
+    for col, cat in enumerate(FIXED_CATEGORIES):
         counts[:, cat] = (fixed_at[:, col] >= lo) & (fixed_at[:, col] < hi)
 
     flat = np.repeat(np.arange(rows * n_cat), counts.ravel())
@@ -520,16 +263,22 @@ def build_transactions(
         rng.random(n) < _NIGHT_BASE + _NIGHT_STRESS * pop.stress[bb] * closeness**2
     )
     profile = np.where(night, _GAMBLING_NIGHT, cat)
-    hour = sample_rows(inverse_cdf_sampler(_HOURS), 24, profile, rng.random(n))
+    hour = _HOUR.sample(rng.random(n), profile)
     t = day_start(t) + hour * HOUR + rng.integers(0, HOUR, n)
     t = wrap_into(t, r_lo, r_lo + r_span)
-    is_fixed = (cat == SALARY) | (cat == HOUSING) | (cat == UTILITIES)
-    fixed_col = np.where(cat == SALARY, 0, np.where(cat == HOUSING, 1, 2))
-    t = np.where(is_fixed, fixed_at[row, fixed_col], t)
+    for col, fixed in enumerate(FIXED_CATEGORIES):
+        is_fixed = cat == fixed
+        t[is_fixed] = fixed_at[row[is_fixed], col]
     del days_to_app, closeness, night, profile, hour, burst, pre_payday, redraw
 
-    amount = _amounts(rng, pop, bb, cat, post[row], everyday_scale=everyday_scale)
-    channel = sample_rows(inverse_cdf_sampler(_CHANNEL_P), len(TX_CHANNELS), cat, rng.random(n))
+    base = _typical_amounts(pop, b, post, scale=scale)[row, cat]
+    sigma = _AMOUNT_SIGMA[cat]
+    amount = base * np.exp(sigma * rng.standard_normal(n) - 0.5 * sigma * sigma)  # mean 1
+    del base, sigma
+    cash = cat == CASH_ADVANCE
+    amount[cash] = np.maximum(np.round(amount[cash] / 20.0) * 20.0, 20.0)
+    amount = np.maximum(np.round(amount, 2), 0.01)
+    channel = _CHANNEL.sample(rng.random(n), cat)
 
     tx_month = month[row]
     key = (tx_month << 46) | (bb << 22) | (t - cal.month_starts[tx_month])
@@ -544,57 +293,53 @@ def build_transactions(
     )
 
 
-def _amounts(
-    rng: np.random.Generator,
-    pop: Population,
-    b: np.ndarray,
-    cat: np.ndarray,
-    post: np.ndarray,
-    *,
-    everyday_scale: float,
+def _everyday_scale(tx_per_borrower_month: float) -> float:
+    """Factor on the everyday counts so a full month averages the requested rate."""
+    return (tx_per_borrower_month - len(FIXED_CATEGORIES) - _HABIT_RATE) / _EVERYDAY_BASE
+
+
+def _cash_rate(pop: Population, b: np.ndarray, post: np.ndarray) -> np.ndarray:
+    return pop.cash_rate[b] * np.where(post, CASH_ADVANCE_BOOST_AFTER_SHOCK, 1.0)
+
+
+def _typical_amounts(
+    pop: Population, b: np.ndarray, post: np.ndarray, *, scale: float
 ) -> np.ndarray:
-    """Amount of each transaction: income and fixed bills from the borrower's income,
-    everyday spending from their budget, so debits / net income ~ their spend ratio."""
-    n = len(b)
-    net = 0.76 * pop.income[b]
-    housing = np.round(pop.income[b] * np.where(pop.home_owner[b], 0.25, 0.28), 0)
-    utilities = 0.05 * pop.income[b]
-    cash_rate = pop.cash_rate[b] * np.where(post, CASH_ADVANCE_BOOST_AFTER_SHOCK, 1.0)
+    """Mean amount of each category (columns) in each borrower-month (rows).
+
+    Income and bills follow the borrower's income; purchases have everyday sizes; what
+    is left of the month's spending goes out as transfers (card payments, other
+    accounts), so debits / net income follows the borrower's spend ratio however many
+    transactions a month there are.
+    """
+    income = pop.income[b]
+    net = 0.76 * income
+    housing = np.round(income * np.where(pop.home_owner[b], 0.25, 0.28), 0)
+    utilities = 0.05 * income
     spending = pop.spend_ratio[b] * net * np.where(post, SPEND_CUT_AFTER_SHOCK, 1.0)
-    everyday = np.maximum(
+    left = np.maximum(
         spending
         - housing
         - utilities
-        - cash_rate * MEAN_CASH_ADVANCE
+        - _cash_rate(pop, b, post) * MEAN_CASH_ADVANCE
         - pop.gamble_rate[b] * MEAN_GAMBLING,
         0.1 * net,
     )
-    rate = np.ones(len(CATEGORIES))
-    share = np.zeros(len(CATEGORIES))
-    for c, (r, s) in _EVERYDAY.items():
-        rate[c], share[c] = r, s
-    sigma = _AMOUNT_SIGMA[cat]
-    noise = np.exp(sigma * rng.standard_normal(n) - 0.5 * sigma * sigma)  # mean 1
-    base = np.select(
-        [
-            cat == SALARY,
-            cat == TRANSFER_IN,
-            cat == HOUSING,
-            cat == UTILITIES,
-            cat == CASH_ADVANCE,
-            cat == GAMBLING,
-        ],
-        [
-            net * (1.0 - pop.shock[b] * post),
-            np.full(n, 120.0),
-            housing,
-            utilities,
-            np.full(n, MEAN_CASH_ADVANCE),
-            np.full(n, MEAN_GAMBLING),
-        ],
-        default=everyday * share[cat] / (rate[cat] * everyday_scale),
+    habit = (income / 4200.0) ** 0.3 * pop.spend_ratio[b] / 0.88
+    purchases = sum(_EVERYDAY_RATE[c] * scale * size for c, size in _PURCHASE.items())
+    # Purchases take at most 70% of what is left; transfers out take the rest.
+    purchase_factor = habit * np.minimum(1.0, 0.7 * left / (purchases * habit))
+
+    typical = np.empty((len(b), len(CATEGORIES)))
+    typical[:, SALARY] = net * (1.0 - pop.shock[b] * post)
+    typical[:, TRANSFER_IN] = MEAN_TRANSFER_IN
+    typical[:, HOUSING] = housing
+    typical[:, UTILITIES] = utilities
+    for c, size in _PURCHASE.items():
+        typical[:, c] = size * purchase_factor
+    typical[:, TRANSFER_OUT] = (left - purchases * purchase_factor) / (
+        _EVERYDAY_RATE[TRANSFER_OUT] * scale
     )
-    amount = base * noise
-    amount = np.where(cat == HOUSING, housing, amount)
-    amount = np.where(cat == CASH_ADVANCE, np.maximum(np.round(amount / 20.0) * 20.0, 20.0), amount)
-    return np.maximum(np.round(amount, 2), 0.01)
+    typical[:, CASH_ADVANCE] = MEAN_CASH_ADVANCE
+    typical[:, GAMBLING] = MEAN_GAMBLING
+    return typical
