@@ -1,0 +1,65 @@
+"""The docs' examples and the demo run as written."""
+
+from __future__ import annotations
+
+import runpy
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_quickstart_example_runs(tmp_path):
+    mod = runpy.run_path(str(ROOT / "docs" / "examples" / "quickstart.py"))
+    train = mod["main"](tmp_path)
+    assert list(train.columns) == [
+        "CUSTOMER_ID",
+        "as_of",
+        "nb_tx_1d",
+        "avg_amount_7d",
+        "big_spend_30d",
+    ]
+    assert len(train) == 3
+    assert (train["nb_tx_1d"] >= 0).all()
+
+
+def test_docs_first_example_is_the_init_template():
+    doc = (ROOT / "docs" / "features.md").read_text()
+    from lendml.project import EXAMPLE_FEATURES
+
+    for line in (
+        'customer = Entity("customer", key="CUSTOMER_ID")',
+        'Aggregation("TX_AMOUNT", "sum", window="30d", where="TX_AMOUNT > 100", name="big_spend_30d"),',
+        'fraud_v1 = FeatureService("fraud_v1", [spend])',
+    ):
+        assert line in doc and line in EXAMPLE_FEATURES
+
+
+@pytest.mark.slow
+def test_demo_runs_end_to_end(tmp_path):
+    exe = Path(sys.executable).parent / "lendml"
+    res = subprocess.run(
+        [str(exe), "demo", "--dir", str(tmp_path / "demo"), "--borrowers", "600"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert res.returncode == 0, res.stdout + res.stderr
+    for step in ("1/5", "2/5", "3/5", "4/5", "5/5", "done"):
+        assert step in res.stdout
+    assert (tmp_path / "demo" / "data" / "training_set.parquet").exists()
+
+
+def test_synth_cli_refuses_bad_arguments(tmp_path):
+    from typer.testing import CliRunner
+
+    from lendml.cli.main import app
+
+    res = CliRunner().invoke(
+        app, ["datasets", "synth", "--borrowers", "0", "--out", str(tmp_path / "w")]
+    )
+    assert res.exit_code != 0
+    assert "borrowers" in res.output
