@@ -183,6 +183,21 @@ def test_transaction_rate_changes_only_transactions(tmp_path):
     assert 1.3 < len(tx_b) / len(tx_a) < 1.7
 
 
+def test_tables_without_rows_still_have_their_schema(tmp_path):
+    # One month is too short for an application (>= 35 days after joining) or a snapshot.
+    summary = generate_world(tmp_path / "w", borrowers=5, months=1, shift_month=None)
+    assert summary.row_counts["applications"] == 0
+    assert summary.row_counts["bureau"] == 0
+    assert summary.default_rate_pre_shift is None
+    for name in ("applications", "outcomes", "bureau"):
+        table = ds.dataset(tmp_path / "w" / name, format="parquet").to_table()
+        assert table.num_rows == 0
+        assert (
+            dict(zip(table.schema.names, table.schema.types, strict=True))
+            == (EXPECTED_SCHEMAS[name])
+        )
+
+
 # --- schema, keys, references ----------------------------------------------------------
 
 
@@ -593,6 +608,24 @@ def test_a_failure_while_publishing_restores_the_old_world(tmp_path, monkeypatch
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
 
 
+def test_overwrite_refuses_a_folder_that_is_not_a_world(tmp_path):
+    (tmp_path / "transactions").mkdir()
+    (tmp_path / "transactions" / "precious.csv").write_text("a,b")
+    with pytest.raises(ConfigError, match="no world.json"):
+        generate_world(tmp_path, borrowers=50, overwrite=True)
+    assert (tmp_path / "transactions" / "precious.csv").read_text() == "a,b"
+
+
+def test_a_failed_run_removes_the_out_dir_it_created(tmp_path, monkeypatch):
+    def failing_write(path, table):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(synth_io, "write_parquet", failing_write)
+    with pytest.raises(OSError, match="disk full"):
+        generate_world(tmp_path / "new", borrowers=50)
+    assert not (tmp_path / "new").exists()
+
+
 def test_out_dir_that_is_a_file_is_refused(tmp_path):
     path = tmp_path / "file"
     path.write_text("x")
@@ -617,6 +650,7 @@ def test_out_dir_that_is_a_file_is_refused(tmp_path):
         ({"chunk_borrowers": 0}, "chunk_borrowers", "0", "[1, 5000000]"),
         ({"start": "2023-01-15"}, "start", "'2023-01-15'", "first day of a month"),
         ({"start": "soon"}, "start", "'soon'", "ISO date"),
+        ({"overwrite": "yes"}, "overwrite", "'yes'", "bool"),
     ],
 )
 def test_bad_arguments_name_the_argument_value_and_range(tmp_path, kwargs, name, shown, allowed):

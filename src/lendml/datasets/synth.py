@@ -31,8 +31,12 @@ Tables (every timestamp is ``timestamp[us, tz=UTC]``):
     month from the first month start at or after ``created_at`` to the world's end.
 ``transactions``
     tx_id, borrower_id, tx_at (whole seconds), amount (positive), direction (``credit``
-    for salary and other income deposits, else ``debit``), category, channel. Within a
-    borrower a larger tx_id is never earlier, so it breaks ties in the same second.
+    for salary and other income deposits, else ``debit``), category (salary,
+    transfer_in, housing, utilities, groceries, dining, transport, shopping,
+    transfer_out, cash_advance, gambling), channel (pos, online, atm, ach). About
+    ``tx_per_borrower_month`` per active borrower-month; a borrower is active from
+    ``created_at`` until a few months after their last application. Within a borrower
+    a larger tx_id is never earlier, so it breaks ties in the same second.
 ``outcomes``
     application_id, borrower_id, applied_at, defaulted (0/1 within the horizon),
     default_at (null unless defaulted), observed_at (applied_at + horizon months: the
@@ -99,7 +103,8 @@ def _check_int(name: str, value: Any, low: int, high: int) -> None:
 class WorldConfig:
     """Everything that decides the content of a synthetic world.
 
-    Two worlds with equal configs are byte-identical. Validation happens on
+    Two worlds with equal configs are byte-identical (with the same lendml and pyarrow
+    versions: pyarrow writes its version into each file). Validation happens on
     construction and raises :class:`~lendml.errors.ConfigError` naming the argument,
     the bad value and the allowed range.
 
@@ -169,7 +174,11 @@ class WorldConfig:
                 f"{self.start!r} instead.",
                 argument="start",
             )
-        # Normalise so equal worlds have equal configs (and equal world.json).
+        # Normalise so equal worlds have equal configs (and a JSON-ready world.json).
+        for name in ("borrowers", "seed", "months", "outcome_horizon_months", "chunk_borrowers"):
+            object.__setattr__(self, name, int(getattr(self, name)))
+        if self.shift_month is not None:
+            object.__setattr__(self, "shift_month", int(self.shift_month))
         object.__setattr__(self, "tx_per_borrower_month", float(rate))
         object.__setattr__(self, "start", first.isoformat())
 
@@ -280,7 +289,14 @@ tx_per_borrower_month, chunk_borrowers
         tx_per_borrower_month=tx_per_borrower_month,
         chunk_borrowers=chunk_borrowers,
     )
+    if not isinstance(overwrite, bool):
+        raise ConfigError(
+            f"The 'overwrite' argument of generate_world must be a bool. Got {overwrite!r} "
+            "instead.",
+            argument="overwrite",
+        )
     out = Path(out_dir)
+    created = not out.exists()
     _prepare_out_dir(out, overwrite=overwrite)
     staging = Path(tempfile.mkdtemp(prefix=_TMP_PREFIX, dir=out))
     try:
@@ -293,8 +309,12 @@ tx_per_borrower_month, chunk_borrowers
         text = json.dumps(manifest, sort_keys=True, indent=2) + "\n"
         (staging / _MANIFEST).write_text(text, encoding="utf-8")
         _publish(staging, out)
-    finally:
+    except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
+        if created and not any(out.iterdir()):
+            out.rmdir()
+        raise
+    shutil.rmtree(staging, ignore_errors=True)
     return WorldSummary(
         out_dir=out,
         config=config,
@@ -313,12 +333,20 @@ def _prepare_out_dir(out: Path, *, overwrite: bool) -> None:
         )
     out.mkdir(parents=True, exist_ok=True)
     entries = sorted(p.name for p in out.iterdir())
+    shown = ", ".join(entries[:5]) + (", ..." if len(entries) > 5 else "")
     if entries and not overwrite:
-        shown = ", ".join(entries[:5]) + (", ..." if len(entries) > 5 else "")
         raise ConfigError(
             f"The 'out_dir' argument of generate_world must be an empty or new folder. Got "
             f"{str(out)!r}, which holds {shown}. Pass overwrite=True to replace a world "
             "there, or choose another folder.",
+            argument="out_dir",
+        )
+    if entries and _MANIFEST not in entries and set(entries) & set(synth_io.TABLES):
+        # Fail closed: never delete folders named like our tables that we did not write.
+        raise ConfigError(
+            f"The 'out_dir' argument of generate_world holds {shown} but no {_MANIFEST}, "
+            f"so {str(out)!r} is not a world written by generate_world and overwrite=True "
+            "will not replace it. Choose another folder or empty this one.",
             argument="out_dir",
         )
     # Leftovers of an interrupted run.

@@ -2,8 +2,9 @@
 
 Each borrower is active (has transactions) from ``created_at`` until they churn, a few
 months after their last application. Every active month holds a salary, rent or mortgage
-and a utility bill on the borrower's usual days, plus Poisson counts of everyday spending,
-other income, cash advances and gambling, placed on daily and weekly cycles.
+and a utility bill on the borrower's usual days, plus Poisson counts of everyday purchases,
+other income, transfers out, cash advances and gambling, placed on daily and weekly
+cycles.
 
 The latent financial stress of a borrower (:attr:`Population.stress`) builds up from
 joining to the first application and changes *when* things happen, not how many or how
