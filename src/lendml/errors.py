@@ -12,9 +12,13 @@ working for users who do not know lendml's classes::
     ├── TimeZoneError (ValueError)            mixed or unusable time zones
     ├── NotFoundError (KeyError)              a named thing does not exist
     │   ├── FeatureNotFound
-    │   └── ProjectNotFound
+    │   ├── ProjectNotFound
+    │   └── ModelNotFound                     no such registered model, version or alias
     ├── EngineError (RuntimeError)            the offline engine failed
-    └── StoreError (RuntimeError)             an online/offline store failed
+    ├── StoreError (RuntimeError)             an online/offline store failed
+    ├── ArtifactError (RuntimeError)          a model artifact is missing, tampered or unsafe
+    ├── RegistryError (RuntimeError)          the model registry refused or failed an action
+    └── TrainingError (RuntimeError)          a model could not be trained
 
 Errors carry ``context`` (feature view, project path, ...) and an ``http_status`` so
 the HTTP layer can answer 4xx with a JSON body without knowing each class.
@@ -91,6 +95,10 @@ class ProjectNotFound(NotFoundError):
     """No lendml.yaml where a project was expected."""
 
 
+class ModelNotFound(NotFoundError):
+    """A registered model, version, alias or run does not exist."""
+
+
 class EngineError(LendmlError, RuntimeError):
     """The offline engine (DuckDB, Spark) failed to run a plan."""
 
@@ -99,7 +107,26 @@ class StoreError(LendmlError, RuntimeError):
     """An online or offline store could not be read or written."""
 
 
+class ArtifactError(LendmlError, RuntimeError):
+    """A model artifact is missing, was modified after it was written, or is unsafe to load."""
+
+    http_status = 500
+
+
+class RegistryError(LendmlError, RuntimeError):
+    """The model registry refused an action (e.g. promoting a missing version) or failed."""
+
+    http_status = 409
+
+
+class TrainingError(LendmlError, RuntimeError):
+    """Training could not produce a model (e.g. one class only, no rows left after a split)."""
+
+    http_status = 422
+
+
 __all__ = [
+    "ArtifactError",
     "ConfigError",
     "DataValidationError",
     "DefinitionError",
@@ -107,8 +134,11 @@ __all__ = [
     "FeatureNotFound",
     "LeakageError",
     "LendmlError",
+    "ModelNotFound",
     "NotFoundError",
     "ProjectNotFound",
+    "RegistryError",
     "StoreError",
     "TimeZoneError",
+    "TrainingError",
 ]

@@ -4,7 +4,7 @@ Precedence, highest first: an explicit argument > ``LENDML_*`` environment varia
 ``lendml.yaml`` > defaults. Nothing is resolved at import time.
 
 Environment variables: ``LENDML_ENGINE`` (``duckdb``/``spark``),
-``LENDML_ONLINE_STORE_PATH``, ``LENDML_OFFLINE_STORE_PATH``.
+``LENDML_ONLINE_STORE_PATH``, ``LENDML_OFFLINE_STORE_PATH``, ``LENDML_TRACKING_URI``.
 """
 
 from __future__ import annotations
@@ -53,6 +53,19 @@ class OfflineStoreSettings(_Strict):
     path: str = "data/offline"
 
 
+class TrackingSettings(_Strict):
+    """Where runs and model versions live (MLflow underneath).
+
+    ``uri`` is any MLflow tracking URI; relative ``sqlite:///`` paths and the artifact
+    folder resolve against the project folder. Credentials belong in the environment
+    (``MLFLOW_TRACKING_USERNAME`` / ``MLFLOW_TRACKING_PASSWORD``), never in this file.
+    """
+
+    uri: str = "sqlite:///data/mlflow.db"
+    artifacts: str = "data/mlartifacts"
+    experiment: str | None = None  # default: the project's name
+
+
 EngineSettings = Annotated[DuckDBSettings | SparkSettings, Field(discriminator="type")]
 OnlineStoreSettings = Annotated[SQLiteSettings | RedisSettings, Field(discriminator="type")]
 
@@ -67,6 +80,7 @@ class ProjectConfig(_Strict):
     engine: EngineSettings = Field(default_factory=DuckDBSettings)
     online_store: OnlineStoreSettings = Field(default_factory=SQLiteSettings)
     offline_store: OfflineStoreSettings = Field(default_factory=OfflineStoreSettings)
+    tracking: TrackingSettings = Field(default_factory=TrackingSettings)
 
 
 def _format_validation(exc: ValidationError, where: str) -> str:
@@ -98,6 +112,8 @@ def load_config(root: Path, *, overrides: dict[str, Any] | None = None) -> Proje
         raw["engine"] = {"type": env_engine}
     if p := os.environ.get("LENDML_ONLINE_STORE_PATH"):
         raw["online_store"] = {**raw.get("online_store", {}), "path": p}
+    if uri := os.environ.get("LENDML_TRACKING_URI"):
+        raw["tracking"] = {**raw.get("tracking", {}), "uri": uri}
     if p := os.environ.get("LENDML_OFFLINE_STORE_PATH"):
         raw["offline_store"] = {**raw.get("offline_store", {}), "path": p}
     for key, value in (overrides or {}).items():
@@ -121,4 +137,7 @@ online_store:
   path: data/online.db
 offline_store:
   path: data/offline
+tracking:                       # runs and the model registry (MLflow)
+  uri: sqlite:///data/mlflow.db # or any MLflow tracking URI (e.g. http://mlflow:5000)
+  artifacts: data/mlartifacts
 """

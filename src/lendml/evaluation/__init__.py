@@ -1,0 +1,1 @@
+"""Credit-grade evaluation: discrimination, calibration, stability, fair lending, reports."""

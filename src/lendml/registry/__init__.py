@@ -1,0 +1,1 @@
+"""Tracked runs and the model registry (MLflow underneath): versions, aliases, lineage."""

@@ -1,0 +1,1 @@
+"""Training: configs, out-of-time splits, tuning (Optuna), tracked runs (MLflow)."""
