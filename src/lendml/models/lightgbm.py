@@ -34,6 +34,8 @@ class LightGBMModel(Model):
         LightGBM's parameters of the same (scikit-learn API) names.
     early_stopping_rounds
         Patience on the validation window; ``0`` turns early stopping off.
+    eval_metric
+        The validation metric early stopping watches (``binary_logloss`` or ``auc``).
     seed, n_jobs
         ``deterministic=True`` is always set, so the same data, parameters and seed give
         the same model text.
@@ -57,6 +59,7 @@ class LightGBMModel(Model):
         cat_smooth: float = 10.0,
         max_bin: int = 255,
         early_stopping_rounds: int = 100,
+        eval_metric: str = "binary_logloss",
         seed: int = 42,
         n_jobs: int = 0,
     ) -> None:
@@ -73,6 +76,7 @@ class LightGBMModel(Model):
         self.cat_smooth = cat_smooth
         self.max_bin = max_bin
         self.early_stopping_rounds = early_stopping_rounds
+        self.eval_metric = eval_metric
         self.seed = seed
         self.n_jobs = n_jobs
 
@@ -80,7 +84,7 @@ class LightGBMModel(Model):
         """The parameters handed to ``lightgbm.train``."""
         params: dict[str, Any] = {
             "objective": "binary",
-            "metric": "binary_logloss",
+            "metric": self.eval_metric,
             "learning_rate": self.learning_rate,
             "num_leaves": self.num_leaves,
             "min_data_in_leaf": self.min_child_samples,
@@ -148,6 +152,9 @@ class LightGBMModel(Model):
         self.schema_ = schema
         self.booster_ = booster
         self.best_iteration_ = int(booster.best_iteration or booster.current_iteration())
+        self.best_score_ = {
+            name: dict(scores) for name, scores in (booster.best_score or {}).items()
+        }
         return self
 
     def decision_function(self, X: pd.DataFrame) -> np.ndarray:
