@@ -18,7 +18,7 @@ import os
 from collections.abc import Iterable, Mapping
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from lendml.core.config import CONFIG_FILE, DEFAULT_YAML, ProjectConfig, load_config
 from lendml.engines import OfflineEngine, create_engine
@@ -31,6 +31,12 @@ from lendml.features.online import online_features
 from lendml.features.training_set import Label, SpineLike, TrainingSet, build_training_set
 from lendml.features.validate import validate_definitions
 from lendml.stores import OnlineStore, create_online_store
+
+if TYPE_CHECKING:  # training and the registry load MLflow/LightGBM: imported on first use
+    from lendml.registry.registry import Registry
+    from lendml.registry.tracking import Tracker
+    from lendml.training.config import TrainConfig
+    from lendml.training.run import Reproduction, ServiceFrame, TrainResult
 
 # The first example of docs/features.md, written into every new project.
 EXAMPLE_FEATURES = '''\
@@ -314,3 +320,94 @@ class Project:
         """
         svc = self.get_feature_service(service)
         return online_features(self.online_store, svc, keys, as_of=as_of, request=request)
+
+    # ------------------------------------------------------------------ training & registry
+
+    @cached_property
+    def tracker(self) -> Tracker:
+        """Tracked runs (MLflow, per ``tracking:`` in lendml.yaml)."""
+        from lendml.registry.tracking import Tracker
+
+        return Tracker(self.config.tracking, root=self.root)
+
+    @cached_property
+    def registry(self) -> Registry:
+        """The model registry (MLflow, per ``tracking:`` in lendml.yaml)."""
+        from lendml.registry.registry import Registry
+
+        return Registry(self.config.tracking, root=self.root)
+
+    def _train_config(
+        self, config: str | os.PathLike | Mapping[str, Any] | TrainConfig
+    ) -> TrainConfig:
+        from lendml.training.config import TrainConfig, load_train_config, parse_train_config
+
+        if isinstance(config, TrainConfig):
+            return config
+        if isinstance(config, Mapping):
+            return parse_train_config(dict(config))
+        path = Path(config)
+        return load_train_config(path if path.is_absolute() else self.root / path)
+
+    def service_frame(self, config: TrainConfig) -> ServiceFrame:
+        """The point-in-time training set a ``train.yaml`` asks for, as a frame."""
+        from lendml.training.run import ServiceFrame
+
+        svc = self.get_feature_service(config.feature_service)
+        label = None
+        if config.label.observed_at:
+            import pandas as pd
+
+            from lendml.features.training_set import read_spine
+
+            spine = read_spine(self.resolve_path(config.spine), as_of=config.as_of)
+            cutoff = config.label.cutoff or pd.Timestamp(spine[config.as_of].to_pandas().max())
+            label = Label(
+                config.label.column, config.label.observed_at, cutoff=cutoff, drop_immature=False
+            )
+        ts = self.training_set(
+            svc, self.resolve_path(config.spine), as_of=config.as_of, label=label
+        )
+        frame = ts.to_pandas()
+        sort_cols = [config.as_of, *[e.key for e in svc.entities]]
+        frame = frame.sort_values(sort_cols, kind="stable").reset_index(drop=True)
+        return ServiceFrame(
+            frame=frame,
+            feature_names=tuple(svc.feature_names),
+            service=svc.name,
+            service_version=svc.version,
+            fingerprint=ts.spine_fingerprint,
+            immature_labels=ts.immature_labels,
+        )
+
+    def train(
+        self,
+        config: str | os.PathLike | Mapping[str, Any] | TrainConfig = "train.yaml",
+        *,
+        report_dir: str | os.PathLike | None = None,
+        warm_start: Mapping[str, Any] | None = None,
+    ) -> TrainResult:
+        """Train, evaluate and track a model as ``config`` (a ``train.yaml``) says.
+
+        Returns the :class:`~lendml.training.run.TrainResult`; the run (parameters,
+        metrics, lineage, model artifact, report) is in the project's MLflow tracking.
+        """
+        from lendml.training.run import train_service_frame
+
+        cfg = self._train_config(config)
+        data = self.service_frame(cfg)
+        return train_service_frame(
+            data,
+            cfg,
+            tracker=self.tracker,
+            project=self.config.name,
+            report_dir=report_dir or self.root / "reports" / cfg.name,
+            recipe_extra={"project": str(self.root)},
+            warm_start=warm_start,
+        )
+
+    def reproduce(self, run_id: str) -> Reproduction:
+        """Rebuild the model of run ``run_id`` and compare it with the recorded one."""
+        from lendml.training.run import reproduce_run
+
+        return reproduce_run(self.tracker, run_id, service_frame=self.service_frame)

@@ -112,9 +112,7 @@ def write_artifact(
     return sha256_bytes(manifest_bytes)
 
 
-def read_artifact(
-    path: str | os.PathLike[str], *, expected_sha256: str | None = None
-) -> Artifact:
+def read_artifact(path: str | os.PathLike[str], *, expected_sha256: str | None = None) -> Artifact:
     """Read and verify an artifact folder.
 
     Raises

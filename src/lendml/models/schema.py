@@ -171,8 +171,10 @@ class FeatureSchema:
                 out[:, j] = labels.map(lookup).astype("float64").to_numpy(na_value=np.nan)
             else:
                 try:
-                    out[:, j] = pd.to_numeric(col, errors="raise").astype("float64").to_numpy(
-                        na_value=np.nan
+                    out[:, j] = (
+                        pd.to_numeric(col, errors="raise")
+                        .astype("float64")
+                        .to_numpy(na_value=np.nan)
                     )
                 except (ValueError, TypeError) as exc:
                     bad = col[pd.to_numeric(col, errors="coerce").isna() & col.notna()]

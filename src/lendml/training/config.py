@@ -61,6 +61,8 @@ class LabelSpec(_Strict):
     observed_at: str | None = None
     maturity: str | None = None  # e.g. "365d": the gap between splits when no observed_at
     positive: Any = 1
+    # Labels observed after this time are unknown (default: the spine's latest as-of).
+    cutoff: str | None = None
 
     @field_validator("maturity")
     @classmethod

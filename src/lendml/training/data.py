@@ -22,6 +22,7 @@ import pyarrow.parquet as pq
 
 from lendml.core.timeutil import parse_duration
 from lendml.errors import ConfigError, DataValidationError
+from lendml.models import FeatureSchema, model_class
 from lendml.training.splits import Split, holdout, kfold, time_holdout_split
 from lendml.training.trainer import (
     FitResult,
@@ -184,25 +185,19 @@ def fit_table(frame: pd.DataFrame, spec: TableSpec, plan: ModelPlan, *, name: st
         fold_reports.append(report)
     # The final model: every row, with the parameters of the best-tuned fold (or the
     # plan's own), and a stratified validation part for early stopping.
-    final_params = best[1] if best else dict(plan.params)
-    train, valid = holdout(observed, y[observed], spec.valid_fraction, spec.seed)
-    final_split = Split(
-        train=train,
-        valid=valid,
-        test=observed[folds[0][1]][:0],
-        windows={"train": {"from": "all rows", "until": None}},
-    )
     final_plan = ModelPlan(
         kind=plan.kind,
-        params=final_params,
+        params=best[1] if best else dict(plan.params),
         monotone=plan.monotone,
         categorical=plan.categorical,
     )
-    final = _fit_final(frame, y, final_split, final_plan, inputs, name)
+    final = _fit_final(frame, y, final_plan, inputs, spec)
     aucs = [r["test_auc"] for r in fold_reports]
     final.metrics.update(
-        {f"cv_{k}": float(np.nanmean([r.get(f'test_{k}', np.nan) for r in fold_reports]))
-         for k in ("auc", "gini", "logloss", "brier", "pr_auc")}
+        {
+            f"cv_{k}": float(np.nanmean([r.get(f"test_{k}", np.nan) for r in fold_reports]))
+            for k in ("auc", "gini", "logloss", "brier", "pr_auc")
+        }
     )
     final.metrics["cv_auc_std"] = float(np.std(aucs))
     oof_metrics = score_metrics(y[observed], oof[observed])
@@ -220,24 +215,29 @@ def fit_table(frame: pd.DataFrame, spec: TableSpec, plan: ModelPlan, *, name: st
     )
 
 
+def refit_final(frame: pd.DataFrame, spec: TableSpec, plan: ModelPlan) -> FitResult:
+    """The final model of a K-fold run, rebuilt from its final parameters."""
+    y = binary_target(frame[spec.label], spec.positive)
+    return _fit_final(frame, y, plan, table_inputs(frame, spec), spec)
+
+
 def _fit_final(
     frame: pd.DataFrame,
     y: np.ndarray,
-    split: Split,
     plan: ModelPlan,
     inputs: list[str],
-    name: str,
+    spec: TableSpec,
 ) -> FitResult:
-    """Fit on train/valid only (the final model of a CV run has no test part of its own)."""
-    from lendml.models import FeatureSchema, model_class
-
+    """Fit on every labelled row, early-stopping on a stratified validation part."""
+    observed = np.flatnonzero(~np.isnan(y))
+    train, valid = holdout(observed, y[observed], spec.valid_fraction, spec.seed)
     X = frame[inputs]
     schema = FeatureSchema.infer(X, categorical=plan.categorical, monotone=plan.monotone)
     model = model_class(plan.kind)(**plan.params).fit(
-        X.iloc[split.train],
-        y[split.train],
-        X_valid=X.iloc[split.valid],
-        y_valid=y[split.valid],
+        X.iloc[train],
+        y[train],
+        X_valid=X.iloc[valid],
+        y_valid=y[valid],
         schema=schema,
     )
     metrics: dict[str, float] = {}

@@ -97,16 +97,13 @@ def out_of_time_split(
     valid_ts = to_utc_timestamp(valid_from)
     if not valid_ts < test_ts:
         raise ConfigError(
-            f"valid_from ({valid_ts.isoformat()}) must be before test_from "
-            f"({test_ts.isoformat()})."
+            f"valid_from ({valid_ts.isoformat()}) must be before test_from ({test_ts.isoformat()})."
         )
     if tf is not None and not tf < valid_ts:
         raise ConfigError(
             f"train_from ({tf.isoformat()}) must be before valid_from ({valid_ts.isoformat()})."
         )
-    observed = (
-        pd.to_datetime(observed_at, utc=True) if observed_at is not None else t + gap
-    )
+    observed = pd.to_datetime(observed_at, utc=True) if observed_at is not None else t + gap
     has_label = labels.notna().to_numpy()
     tv, ov = t.to_numpy(), observed.to_numpy()
     gap64 = np.timedelta64(int(gap.total_seconds() * 1e6), "us")
@@ -202,6 +199,20 @@ def time_holdout_split(
         },
         excluded=excluded,
     )
+    _require_rows(split)
+    return split
+
+
+def random_split(
+    labels: pd.Series, *, valid_fraction: float = 0.15, test_fraction: float = 0.15, seed: int = 42
+) -> Split:
+    """A stratified random train / valid / test split (when time order does not matter)."""
+    y = labels.to_numpy()
+    observed = np.flatnonzero(~pd.isna(y))
+    rest, test = holdout(observed, y[observed], test_fraction, seed)
+    train, valid = holdout(rest, y[rest], valid_fraction / (1 - test_fraction), seed + 1)
+    excluded = {"label_not_observed": len(y) - len(observed)} if len(observed) < len(y) else {}
+    split = Split(train=train, valid=valid, test=test, windows={}, excluded=excluded)
     _require_rows(split)
     return split
 

@@ -83,11 +83,7 @@ def check_inputs(
             "only: drop them from the inputs, or list them under inputs.allow_protected "
             "(--allow-protected) if the law and your policy permit it."
         )
-    suspicious = [
-        c
-        for c in inputs
-        if c not in allowed and _looks_protected(c)
-    ]
+    suspicious = [c for c in inputs if c not in allowed and _looks_protected(c)]
     if suspicious:
         raise ConfigError(
             f"Inputs {suspicious!r} look like protected attributes. Declare them protected "
@@ -188,9 +184,7 @@ def fit_on_split(
 
     folds = []
     for i, (tr, te) in enumerate(split.folds):
-        fold_model = cls(**params).fit(
-            X.iloc[tr], y[tr], X_valid=X_va, y_valid=y_va, schema=schema
-        )
+        fold_model = cls(**params).fit(X.iloc[tr], y[tr], X_valid=X_va, y_valid=y_va, schema=schema)
         fold_metrics = score_metrics(y[te], fold_model.predict_proba(X.iloc[te])[:, 1])
         folds.append({"fold": float(i), **fold_metrics})
 
