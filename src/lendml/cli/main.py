@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Callable
-from functools import wraps
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
-from lendml.errors import LendmlError
+from lendml.cli.common import (
+    ProjectOpt,
+    console,
+    handle_errors,
+    open_project,
+)
 
 app = typer.Typer(
     name="lendml",
@@ -27,37 +29,8 @@ datasets_app = typer.Typer(help="Synthetic and public datasets.", no_args_is_hel
 app.add_typer(features_app, name="features")
 app.add_typer(datasets_app, name="datasets")
 
-console = Console()
-err_console = Console(stderr=True)
-F = TypeVar("F", bound=Callable[..., Any])
-
-ProjectOpt = Annotated[
-    Path, typer.Option("--project", "-p", help="The project folder (default: current folder).")
-]
-
-
-def handle_errors(fn: F) -> F:
-    """Print lendml errors without a traceback and exit non-zero."""
-
-    @wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return fn(*args, **kwargs)
-        except LendmlError as exc:
-            err_console.print(
-                f"[bold red]error:[/] {type(exc).__name__}: {exc.message}",
-                highlight=False,
-                soft_wrap=True,
-            )
-            raise typer.Exit(code=2) from None
-
-    return wrapper  # type: ignore[return-value]
-
-
-def _project(path: Path, engine: str | None = None) -> Any:
-    from lendml.project import Project
-
-    return Project(path, engine=engine)
+# Kept under their old names for the commands below.
+_project = open_project
 
 
 @app.command()

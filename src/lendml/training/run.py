@@ -31,6 +31,7 @@ from lendml.core.timeutil import parse_duration
 from lendml.errors import ConfigError
 from lendml.models import Model, read_artifact
 from lendml.models.artifact import MANIFEST
+from lendml.registry import tags
 from lendml.registry.tracking import Tracker
 from lendml.training.config import TrainConfig
 from lendml.training.data import (
@@ -56,11 +57,11 @@ log = logging.getLogger(__name__)
 
 RECIPE = "lendml-train.json"
 # Lineage tags every run carries (the registry copies them onto model versions).
-TAG_FEATURE_SERVICE = "lendml.feature_service"
-TAG_FEATURE_SERVICE_VERSION = "lendml.feature_service_version"
-TAG_TRAINING_SET = "lendml.training_set_fingerprint"
-TAG_MODEL_KIND = "lendml.model_kind"
-TAG_DATA_WINDOWS = "lendml.data_windows"
+TAG_FEATURE_SERVICE = tags.FEATURE_SERVICE_TAG
+TAG_FEATURE_SERVICE_VERSION = tags.FEATURE_SERVICE_VERSION_TAG
+TAG_TRAINING_SET = tags.TRAINING_SET_FINGERPRINT_TAG
+TAG_MODEL_KIND = tags.MODEL_KIND_TAG
+TAG_DATA_WINDOWS = tags.DATA_WINDOWS_TAG
 TAG_MODE = "lendml.train_mode"
 TAG_DATA = "lendml.data_sha256"
 
