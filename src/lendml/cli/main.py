@@ -10,6 +10,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
+from lendml.cli import train as train_commands
 from lendml.cli.common import (
     ProjectOpt,
     console,
@@ -28,6 +29,8 @@ features_app = typer.Typer(help="Inspect applied feature views and services.", n
 datasets_app = typer.Typer(help="Synthetic and public datasets.", no_args_is_help=True)
 app.add_typer(features_app, name="features")
 app.add_typer(datasets_app, name="datasets")
+
+train_commands.register(app)
 
 # Kept under their old names for the commands below.
 _project = open_project
