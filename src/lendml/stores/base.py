@@ -1,18 +1,30 @@
-"""The online-store protocol.
+"""The online-store protocol and the encoding every store shares.
 
 A store keeps, per feature view and entity key, the latest feature values and the as-of
 time they were computed for. Writes of one batch are atomic, and a value never replaces
-a newer one (an old backfill cannot overwrite fresh values).
+a newer one (an old backfill cannot overwrite fresh values); a write with the *same*
+as-of time replaces the stored values (the last writer of a tie wins).
+
+Keys and values are stored as JSON text, the same way in every store, so a store can be
+swapped without changing what reads return:
+
+* an entity key is JSON, so ``7``, ``7.0``, ``"7"`` and ``[7]`` are four different keys;
+* feature values are one JSON object; floats keep their exact value (``repr`` round
+  trip, including ``-0.0`` and ``inf``), NaN is stored as null (a missing value reads back
+  as ``None`` whether it was written as NaN or None), numpy scalars become Python scalars
+  and timestamps become ISO-8601 text.
 """
 
 from __future__ import annotations
 
+import json
+import math
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from lendml.errors import ConfigError
+from lendml.errors import ConfigError, DataValidationError
 
 
 @dataclass(frozen=True)
@@ -40,10 +52,104 @@ class OnlineStore(ABC):
         """Release connections."""
 
 
+def clean_value(value: Any) -> Any:
+    """A JSON-ready scalar: NaN -> None, numpy scalar -> Python, timestamp -> ISO text.
+
+    Examples
+    --------
+    >>> clean_value(float("nan")) is None
+    True
+    >>> import numpy as np
+    >>> clean_value(np.int64(7)), clean_value(np.float32(0.5))
+    (7, 0.5)
+    """
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    if hasattr(value, "item"):  # numpy scalars
+        return clean_value(value.item())
+    if hasattr(value, "isoformat"):
+        return value.isoformat()
+    return value
+
+
+def encode_key(key: Any) -> str:
+    """An entity key as JSON text, so 7 and "7" stay distinct.
+
+    Examples
+    --------
+    >>> encode_key(7), encode_key("7"), encode_key(("a:b", 1))
+    ('7', '"7"', '["a:b", 1]')
+    """
+    try:
+        return json.dumps(clean_value(key))
+    except (TypeError, ValueError) as exc:
+        raise DataValidationError(
+            f"Entity key {key!r} of type {type(key).__name__} cannot be stored in the online "
+            f"store ({exc}); use an int, a str, or a list of these.",
+        ) from exc
+
+
+def encode_values(values: Mapping[str, Any], *, view: str = "", key: Any = None) -> str:
+    """Feature values as one JSON object (see the module docstring for the rules).
+
+    Examples
+    --------
+    >>> encode_values({"n": 3, "avg": -0.0, "miss": float("nan")})
+    '{"n": 3, "avg": -0.0, "miss": null}'
+    """
+    clean = {k: clean_value(v) for k, v in values.items()}
+    try:
+        return json.dumps(clean)
+    except (TypeError, ValueError) as exc:
+        bad = next(
+            (k for k, v in clean.items() if not _json_ok(v)),
+            "?",
+        )
+        raise DataValidationError(
+            f"Feature {bad!r} of view {view!r} for entity key {key!r} has a value the online "
+            f"store cannot encode ({exc}): use int, float, str, bool, None, a timestamp, or "
+            "lists and dicts of these.",
+            feature_view=view or None,
+        ) from exc
+
+
+def _json_ok(value: Any) -> bool:
+    try:
+        json.dumps(value)
+    except (TypeError, ValueError):
+        return False
+    return True
+
+
 def create_online_store(kind: str, **options: Any) -> OnlineStore:
-    """Create a store by type name: ``sqlite`` (default)."""
+    """Create a store by type name: ``sqlite`` (default) or ``redis``.
+
+    Parameters
+    ----------
+    kind
+        ``"sqlite"`` (options: ``path``) or ``"redis"`` (options: ``url``, ``namespace``).
+    **options
+        Passed to the store's constructor.
+
+    Examples
+    --------
+    >>> import tempfile, os
+    >>> store = create_online_store("sqlite", path=os.path.join(tempfile.mkdtemp(), "o.db"))
+    >>> store.write_batch("v", [OnlineRecord(7, {"x": 1.5}, 10)])
+    1
+    >>> store.read_many("v", [7, 8])
+    [OnlineRecord(key=7, values={'x': 1.5}, as_of_us=10), None]
+    >>> store.close()
+    """
     if kind == "sqlite":
         from lendml.stores.sqlite import SQLiteOnlineStore
 
         return SQLiteOnlineStore(**options)
-    raise ConfigError(f"Online store type {kind!r} is not available in this version: use 'sqlite'.")
+    if kind == "redis":
+        from lendml.stores.redis import RedisOnlineStore
+
+        return RedisOnlineStore(**options)
+    raise ConfigError(
+        f"Online store type {kind!r} is not known: set online_store.type in lendml.yaml to "
+        "'sqlite' or 'redis'."
+    )

@@ -1,0 +1,283 @@
+"""Redis online store: the at-scale online store (one server, many readers and writers).
+
+Layout: one Redis hash per (view, entity key), named ``<namespace>:<view>:<key>``, where
+``<key>`` is the entity key as JSON (``lendml:spend:42``, ``lendml:spend:"42"``) and
+``:`` and ``%`` in the namespace and view are escaped as ``%3A`` and ``%25``, so no two
+(view, key) pairs share a hash. The hash holds two fields: ``as_of_us`` (a decimal
+integer) and ``values`` (the feature values as one JSON object, encoded exactly as the
+SQLite store encodes them, see :mod:`lendml.stores.base`).
+
+Writes: a server-side Lua script compares each record's ``as_of_us`` with the stored one
+(exact 64-bit integer order) and writes the record only if it is newer or equal — the
+same rule as the SQLite store's upsert. A batch is sent as ``EVALSHA`` calls of up to
+``chunk`` records each, all inside one ``MULTI``/``EXEC`` transaction, so Redis applies
+the whole batch with no other client's command in between: a reader sees none or all of
+it, and a connection lost before ``EXEC`` leaves the store untouched.
+
+Reads: ``HMGET`` of both fields per key, all in one round trip (a ``MULTI``/``EXEC``
+pipeline, so a read of many keys is a consistent snapshot).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Sequence
+from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+import redis
+from redis.exceptions import ExecAbortError
+
+from lendml.errors import ConfigError, DataValidationError, StoreError
+from lendml.stores.base import OnlineRecord, OnlineStore, encode_key, encode_values
+
+_log = logging.getLogger(__name__)
+
+_AS_OF = b"as_of_us"
+_VALUES = b"values"
+_INT64 = (-(2**63), 2**63 - 1)
+
+# KEYS[i]: the hash of record i; ARGV[2i-1]: its as_of_us (a decimal int64); ARGV[2i]: its
+# JSON values. Lua numbers are doubles, exact only up to 2^53, so as_of values are compared
+# as two exact halves of ten digits each. Returns how many records were written.
+_WRITE_LUA = """
+local function halves(s)
+  local neg = string.sub(s, 1, 1) == '-'
+  local digits = neg and string.sub(s, 2) or s
+  digits = string.rep('0', 20 - #digits) .. digits
+  local hi, lo = tonumber(string.sub(digits, 1, 10)), tonumber(string.sub(digits, 11))
+  if neg then return -hi, -lo end
+  return hi, lo
+end
+local function newer_or_equal(a, b)
+  local ahi, alo = halves(a)
+  local bhi, blo = halves(b)
+  if ahi ~= bhi then return ahi > bhi end
+  return alo >= blo
+end
+local written = 0
+for i, key in ipairs(KEYS) do
+  local as_of = ARGV[2 * i - 1]
+  local stored = redis.call('HGET', key, 'as_of_us')
+  if (not stored) or newer_or_equal(as_of, stored) then
+    redis.call('HSET', key, 'as_of_us', as_of, 'values', ARGV[2 * i])
+    written = written + 1
+  end
+end
+return written
+"""
+
+
+def mask_url(url: str) -> str:
+    """The URL with any password (in the user part or the query) replaced by ``***``.
+
+    Examples
+    --------
+    >>> mask_url("redis://:s3cret@cache:6379/0")
+    'redis://:***@cache:6379/0'
+    >>> mask_url("rediss://app:s3cret@cache/1?password=x&ssl_cert_reqs=none")
+    'rediss://app:***@cache/1?password=%2A%2A%2A&ssl_cert_reqs=none'
+    """
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "<a URL that cannot be parsed>"
+    netloc = parts.netloc
+    if "@" in netloc:
+        userinfo, host = netloc.rsplit("@", 1)
+        # "user:password" keeps the user; a lone "secret@" could be either: mask it all.
+        user = userinfo.split(":", 1)[0] + ":" if ":" in userinfo else ""
+        netloc = f"{user}***@{host}"
+    query = parts.query
+    if query:
+        pairs = parse_qsl(query, keep_blank_values=True)
+        query = urlencode([(k, "***" if "password" in k.lower() else v) for k, v in pairs])
+    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+
+
+def _secrets(url: str) -> list[str]:
+    """The password-like pieces of ``url``, to scrub from any text we show."""
+    try:
+        parts = urlsplit(url)
+        found = [parts.password or ""]
+        if parts.username and parts.password is None:
+            found.append(parts.username)  # "redis://secret@host": treat it as secret
+        found += [v for k, v in parse_qsl(parts.query) if "password" in k.lower()]
+    except ValueError:
+        return [url]
+    return [s for s in found if s]
+
+
+def _escape(part: str) -> str:
+    return part.replace("%", "%25").replace(":", "%3A")
+
+
+class RedisOnlineStore(OnlineStore):
+    """Features in Redis hashes, written by an atomic Lua upsert (see the module docstring).
+
+    Parameters
+    ----------
+    url
+        ``redis://[[user]:password@]host[:port][/db]``, ``rediss://`` for TLS, or
+        ``unix:///path/redis.sock?db=N``. Keep passwords out of ``lendml.yaml``: pass the URL
+        from the environment. Every message and log line shows the URL with its password
+        masked.
+    namespace
+        Prefix of every key, so several projects can share one database; a project uses its
+        name.
+    timeout
+        Seconds to wait for a connection and for each reply.
+    chunk
+        Records per Lua call inside a batch's transaction (bounds the arguments of one call;
+        the batch stays one transaction whatever its size).
+
+    Examples
+    --------
+    With a server on 127.0.0.1 (``scripts/services.sh`` starts one):
+
+    >>> store = RedisOnlineStore("redis://127.0.0.1:6379/15", namespace="doc")
+    >>> store.write_batch("spend", [OnlineRecord(42, {"n": 3}, 1_700_000_000_000_000)])
+    1
+    >>> store.read_many("spend", [42, "42"])
+    [OnlineRecord(key=42, values={'n': 3}, as_of_us=1700000000000000), None]
+    >>> store.close()
+    """
+
+    def __init__(
+        self,
+        url: str = "redis://127.0.0.1:6379/0",
+        *,
+        namespace: str = "lendml",
+        timeout: float = 30.0,
+        chunk: int = 1000,
+    ) -> None:
+        if not isinstance(namespace, str) or not namespace:
+            raise ConfigError(
+                f"Redis online store namespace {namespace!r} must be a non-empty string, "
+                "e.g. the project name."
+            )
+        if not (isinstance(chunk, int) and chunk >= 1):
+            raise ConfigError(f"chunk must be an int >= 1, got {chunk!r}.")
+        self.url = mask_url(url)
+        self.namespace = namespace
+        self.key_prefix = f"{_escape(namespace)}:"
+        self._secrets = _secrets(url)
+        self._chunk = chunk
+        try:
+            self._client = redis.Redis.from_url(
+                url, socket_connect_timeout=timeout, socket_timeout=timeout
+            )
+        except (ValueError, TypeError) as exc:
+            raise ConfigError(
+                f"online_store.url {self.url!r} is not a usable Redis URL "
+                f"({self._scrub(exc)}): use redis://[[user]:password@]host[:port][/db], "
+                "rediss:// for TLS, or unix:///path/redis.sock?db=N.",
+                url=self.url,
+            ) from None  # the original message may quote the URL with its password
+        try:
+            self._client.ping()
+        except redis.RedisError as exc:
+            self._client.close()
+            raise StoreError(
+                f"Cannot reach the Redis online store at {self.url!r}: {self._scrub(exc)}. "
+                "Start Redis (scripts/services.sh starts one on 127.0.0.1:6379) or fix "
+                "online_store.url in lendml.yaml.",
+                url=self.url,
+            ) from exc
+        self._write_script = self._client.register_script(_WRITE_LUA)
+        _log.debug("Redis online store at %s, namespace %r", self.url, namespace)
+
+    def __repr__(self) -> str:
+        return f"RedisOnlineStore({self.url!r}, namespace={self.namespace!r})"
+
+    def _scrub(self, exc: BaseException) -> str:
+        text = str(exc)
+        for secret in self._secrets:
+            text = text.replace(secret, "***")
+        return text
+
+    def _hash_key(self, view_part: str, key: Any) -> bytes:
+        return f"{self.key_prefix}{view_part}:{encode_key(key)}".encode()
+
+    def write_batch(self, view: str, records: Sequence[OnlineRecord]) -> int:
+        if not records:
+            return 0
+        view_part = _escape(view)
+        keys: list[bytes] = []
+        args: list[bytes] = []
+        for r in records:
+            as_of = int(r.as_of_us)
+            if not _INT64[0] <= as_of <= _INT64[1]:
+                raise DataValidationError(
+                    f"as_of_us {as_of!r} of entity key {r.key!r} in view {view!r} is outside "
+                    "the signed 64-bit range online stores keep: pass microseconds since "
+                    "1970-01-01 UTC.",
+                    feature_view=view,
+                )
+            keys.append(self._hash_key(view_part, r.key))
+            args.append(str(as_of).encode())
+            args.append(encode_values(r.values, view=view, key=r.key).encode())
+        try:
+            with self._client.pipeline(transaction=True) as pipe:
+                for i in range(0, len(keys), self._chunk):
+                    self._write_script(
+                        keys=keys[i : i + self._chunk],
+                        args=args[2 * i : 2 * (i + self._chunk)],
+                        client=pipe,
+                    )
+                counts = pipe.execute()
+        except ExecAbortError as exc:
+            raise StoreError(
+                f"Redis at {self.url!r} refused the batch of {len(records)} records of view "
+                f"{view!r} before applying any of it: {self._scrub(exc)}.",
+                feature_view=view,
+                url=self.url,
+            ) from exc
+        except redis.ResponseError as exc:
+            raise StoreError(
+                f"Redis at {self.url!r} failed inside the transaction writing "
+                f"{len(records)} records of view {view!r}: {self._scrub(exc)}. Part of the "
+                "batch may be applied; fix the cause (e.g. maxmemory) and write the batch "
+                "again — a rewrite of the same batch is idempotent.",
+                feature_view=view,
+                url=self.url,
+            ) from exc
+        except redis.RedisError as exc:
+            raise StoreError(
+                f"Writing {len(records)} records of view {view!r} to Redis at {self.url!r} "
+                f"failed: {self._scrub(exc)}. The batch is one transaction, applied whole "
+                "or not at all; writing it again is safe.",
+                feature_view=view,
+                url=self.url,
+            ) from exc
+        return sum(int(c) for c in counts)
+
+    def read_many(self, view: str, keys: Sequence[Any]) -> list[OnlineRecord | None]:
+        if not len(keys):
+            return []
+        view_part = _escape(view)
+        hashes = [self._hash_key(view_part, k) for k in keys]
+        try:
+            # One key needs no transaction; several read as one snapshot.
+            with self._client.pipeline(transaction=len(hashes) > 1) as pipe:
+                for h in hashes:
+                    pipe.hmget(h, _AS_OF, _VALUES)
+                replies = pipe.execute()
+        except redis.RedisError as exc:
+            raise StoreError(
+                f"Reading {len(hashes)} keys of view {view!r} from Redis at {self.url!r} "
+                f"failed: {self._scrub(exc)}.",
+                feature_view=view,
+                url=self.url,
+            ) from exc
+        out: list[OnlineRecord | None] = []
+        for key, (as_of, payload) in zip(keys, replies, strict=True):
+            if as_of is None or payload is None:
+                out.append(None)
+            else:
+                out.append(OnlineRecord(key, json.loads(payload), int(as_of)))
+        return out
+
+    def close(self) -> None:
+        self._client.close()
