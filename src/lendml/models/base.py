@@ -134,6 +134,8 @@ def _jsonable(params: Mapping[str, Any]) -> dict[str, Any]:
     for key, value in params.items():
         if isinstance(value, np.generic):
             value = value.item()
+        if isinstance(value, tuple):  # e.g. hidden layer sizes; JSON has lists only
+            value = list(value)
         plain = isinstance(value, str | int | float | bool | list | dict | None)
         out[key] = value if plain else str(value)
     return out
