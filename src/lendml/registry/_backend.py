@@ -1,0 +1,124 @@
+"""The one place that talks to MLflow's client: URIs, the client, and error translation.
+
+Every :class:`~lendml.registry.Tracker` and :class:`~lendml.registry.Registry` holds its own
+``MlflowClient`` bound to explicit tracking and registry URIs, so two of them pointing at
+different backends in one process never share state (MLflow's fluent API keeps one global
+tracking URI and one active run; lendml never uses it).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, NoReturn
+
+from lendml.errors import LendmlError, ModelNotFound, RegistryError
+
+if TYPE_CHECKING:
+    from mlflow.tracking import MlflowClient
+
+    from lendml.core.config import TrackingSettings
+
+_SCHEME = re.compile(r"^(?P<scheme>[A-Za-z][A-Za-z0-9+.-]+):")
+_SECRET_IN_URI = re.compile(r"(?P<head>//[^/:@]+):[^/@]+@")
+NOT_FOUND = "RESOURCE_DOES_NOT_EXIST"
+ALREADY_EXISTS = "RESOURCE_ALREADY_EXISTS"
+
+
+def has_scheme(value: str) -> bool:
+    """Whether ``value`` is a URI (``s3://…``, ``mlflow-artifacts:/…``) rather than a path.
+
+    One-letter schemes are Windows drive letters (``C:\\…``), so they count as paths.
+    """
+    return _SCHEME.match(value) is not None
+
+
+def redact(uri: str) -> str:
+    """``uri`` with any password replaced by ``***`` (safe to print in an error message)."""
+    return _SECRET_IN_URI.sub(r"\g<head>:***@", uri)
+
+
+def resolve_tracking_uri(uri: str, root: Path) -> str:
+    """The tracking URI with a relative SQLite (or plain) path made absolute under ``root``.
+
+    The database's folder is created, since SQLite does not create folders.
+    """
+    if uri.startswith("sqlite:///"):
+        rest = uri[len("sqlite:///") :]
+        path, sep, query = rest.partition("?")
+        if not path or path == ":memory:":
+            return uri
+        db = Path(path) if path.startswith("/") else (root / path).resolve()
+        db.parent.mkdir(parents=True, exist_ok=True)
+        return f"sqlite:///{db}{sep}{query}"
+    if uri and not has_scheme(uri):
+        return str((root / uri).resolve())
+    return uri
+
+
+def resolve_artifact_root(artifacts: str, root: Path) -> str | None:
+    """The artifact root as a URI: a path resolves under ``root``; empty means the server's."""
+    if not artifacts:
+        return None
+    if has_scheme(artifacts):
+        return artifacts
+    folder = (root / artifacts).resolve()
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder.as_uri()
+
+
+def make_client(settings: TrackingSettings, root: Path) -> tuple[MlflowClient, str]:
+    """An ``MlflowClient`` bound to the settings' URI (tracking and registry), and the URI."""
+    from mlflow.tracking import MlflowClient
+
+    uri = resolve_tracking_uri(settings.uri, Path(root))
+    return MlflowClient(tracking_uri=uri, registry_uri=uri), uri
+
+
+def error_code(exc: BaseException) -> str | None:
+    """MLflow's error code of ``exc`` (``RESOURCE_DOES_NOT_EXIST``, …), if it has one."""
+    code = getattr(exc, "error_code", None)
+    return code if isinstance(code, str) else None
+
+
+def _backend_errors() -> tuple[type[BaseException], ...]:
+    from mlflow.exceptions import MlflowException
+
+    errors: list[type[BaseException]] = [MlflowException, OSError]
+    try:
+        from sqlalchemy.exc import SQLAlchemyError
+    except ImportError:  # pragma: no cover - MLflow without its SQL stores
+        pass
+    else:
+        errors.append(SQLAlchemyError)
+    return tuple(errors)
+
+
+def raise_backend_error(exc: BaseException, action: str, uri: str) -> NoReturn:
+    """Re-raise a backend failure as :class:`ModelNotFound` or :class:`RegistryError`."""
+    detail = str(getattr(exc, "message", None) or exc).strip().splitlines()
+    first = detail[0] if detail else type(exc).__name__
+    if error_code(exc) == NOT_FOUND:
+        raise ModelNotFound(f"Could not {action}: {first}", tracking_uri=redact(uri)) from exc
+    raise RegistryError(
+        f"Could not {action} at tracking URI {redact(uri)!r}: {first}. Check that the "
+        "tracking server or database is reachable and that `tracking:` in lendml.yaml "
+        "(or LENDML_TRACKING_URI) points at it.",
+        tracking_uri=redact(uri),
+    ) from exc
+
+
+@contextmanager
+def backend_errors(action: str, uri: str) -> Iterator[None]:
+    """Translate MLflow, database and network failures inside the block into lendml errors.
+
+    ``action`` completes the sentence "Could not …" (e.g. ``"read run 'abc'"``).
+    """
+    try:
+        yield
+    except LendmlError:
+        raise
+    except _backend_errors() as exc:
+        raise_backend_error(exc, action, uri)
