@@ -119,7 +119,7 @@ class TuningSpec(_Strict):
     storage: str | None = None  # default in memory; "sqlite:///tuning.db"; "postgresql://…"
     study: str | None = None  # default: the run name
     seed: int = 42
-    metric: Literal["auc", "logloss"] = "auc"
+    metric: Literal["auc", "logloss", "average_precision"] = "auc"
 
 
 class InputsSpec(_Strict):

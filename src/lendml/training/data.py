@@ -177,7 +177,7 @@ def fit_table(frame: pd.DataFrame, spec: TableSpec, plan: ModelPlan, *, name: st
             report["tuning_best_value"] = fit.tuning.best_value
             better = best is None or (
                 fit.tuning.best_value > best[0]
-                if fit.tuning.metric == "auc"
+                if fit.tuning.metric != "logloss"
                 else fit.tuning.best_value < best[0]
             )
             if better:

@@ -115,6 +115,8 @@ def binary_target(values: pd.Series, positive: Any = 1) -> np.ndarray:
 
 def score_metrics(y: np.ndarray, p: np.ndarray) -> dict[str, float]:
     """The headline figures of one part (AUC, Gini, log loss, Brier, average precision)."""
+    if len(y) == 0:
+        return {"n": 0.0}
     if len(np.unique(y)) < 2:
         return {"n": float(len(y)), "bad_rate": float(np.mean(y)) if len(y) else float("nan")}
     auc = float(roc_auc_score(y, p))

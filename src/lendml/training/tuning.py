@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import optuna
 import pandas as pd
-from sklearn.metrics import log_loss, roc_auc_score
+from sklearn.metrics import average_precision_score, log_loss, roc_auc_score
 
 from lendml.errors import ConfigError
 from lendml.models import FeatureSchema, Model, model_class
@@ -100,10 +100,20 @@ def _mask(url: str | None) -> str | None:
     return f"{scheme}://{user}:***@{host}"
 
 
+# objective → (study direction, the LightGBM metric that early stopping and pruning watch)
+METRICS = {
+    "auc": ("maximize", "auc"),
+    "average_precision": ("maximize", "average_precision"),
+    "logloss": ("minimize", "binary_logloss"),
+}
+
+
 def validation_score(model: Model, X: pd.DataFrame, y: np.ndarray, metric: str) -> float:
     p = model.predict_proba(X)[:, 1]
     if metric == "auc":
         return float(roc_auc_score(y, p))
+    if metric == "average_precision":
+        return float(average_precision_score(y, p))
     return float(log_loss(y, np.clip(p, 1e-15, 1 - 1e-15)))
 
 
@@ -124,7 +134,7 @@ def tune(
     study_name: str = "lendml",
     seed: int = 42,
 ) -> TuningResult:
-    """Search ``kind``'s parameters to maximise validation AUC (or minimise log loss).
+    """Search ``kind``'s parameters for the best validation AUC, average precision or log loss.
 
     ``base_params`` are fixed and overridden by each trial's suggestions; ``warm_start``
     (e.g. the champion's parameters) is evaluated right after the defaults.
@@ -136,8 +146,9 @@ def tune(
         raise ConfigError(f"No search space for model kind {kind!r}.")
     cls = model_class(kind)
     base = dict(base_params or {})
-    direction = "maximize" if metric == "auc" else "minimize"
-    lgb_metric = "auc" if metric == "auc" else "binary_logloss"
+    if metric not in METRICS:
+        raise ConfigError(f"Unknown tuning metric {metric!r}; choose one of {sorted(METRICS)}.")
+    direction, lgb_metric = METRICS[metric]
     if kind == "lightgbm":
         base.setdefault("eval_metric", lgb_metric)
 
