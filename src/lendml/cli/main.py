@@ -17,6 +17,7 @@ from lendml.cli.common import (
     handle_errors,
     open_project,
 )
+from lendml.cli.models import models_app
 
 app = typer.Typer(
     name="lendml",
@@ -29,6 +30,7 @@ features_app = typer.Typer(help="Inspect applied feature views and services.", n
 datasets_app = typer.Typer(help="Synthetic and public datasets.", no_args_is_help=True)
 app.add_typer(features_app, name="features")
 app.add_typer(datasets_app, name="datasets")
+app.add_typer(models_app, name="models")
 
 train_commands.register(app)
 
@@ -204,6 +206,34 @@ def datasets_synth(
             outcome_horizon_months=horizon,
         )
     console.print_json(json.dumps(summary.to_dict(), default=str))
+
+
+@datasets_app.command("import")
+@handle_errors
+def datasets_import(
+    name: Annotated[str, typer.Argument(help="taiwan, lending_club, fdh or german.")],
+    path: Annotated[Path, typer.Option("--path", help="The dataset folder or its file.")],
+    out: Annotated[Path, typer.Option("--out", help="Output folder for this dataset.")],
+    leakage_path: Annotated[
+        Path | None,
+        typer.Option("--leakage-path", help="lending_club: add the leakage file (post_outcome)."),
+    ] = None,
+    statements: Annotated[
+        bool, typer.Option("--statements", help="taiwan: also write the monthly statements.")
+    ] = False,
+) -> None:
+    """Import a real public dataset as Parquet (UTC times) plus dataset.json."""
+    from lendml.datasets import export, read_public
+
+    options = {"leakage_path": leakage_path} if leakage_path is not None else {}
+    with console.status(f"Importing {name}…"):
+        dataset = read_public(name, path, **options)
+        target = export(dataset, out, statements=statements)
+    console.print(
+        f"Wrote {len(dataset.frame):,} rows ({dataset.label} rate {dataset.positive_rate:.2%}) "
+        f"to {target}; timestamp {dataset.timestamp!r}, post_outcome "
+        f"{list(dataset.post_outcome)}. Metadata: {target.parent / 'dataset.json'}"
+    )
 
 
 @app.command()
