@@ -416,6 +416,21 @@ class ScorecardModel(Model):
         reg.fit(woe, label)
         return reg.coef_[0].astype(np.float64), float(reg.intercept_[0])
 
+    @property
+    def information_values_(self) -> dict[str, float]:
+        """The information value of every input feature over its bins."""
+        return {b.name: b.iv for b in self.card_.bins}
+
+    @property
+    def selected_features_(self) -> list[str]:
+        """The features the scorecard kept, in schema order."""
+        return list(self.card_.selected)
+
+    @property
+    def dropped_features_(self) -> dict[str, str]:
+        """The features left out, each with the reason (low IV or a wrong-signed coefficient)."""
+        return dict(self.card_.dropped)
+
     # -- scoring
     def decision_function(self, X: pd.DataFrame) -> np.ndarray:
         """The log-odds of the bad outcome (higher is riskier), shape ``(n,)``."""
