@@ -135,9 +135,7 @@ def _record(
 ) -> None:
     run.log_params(_flat_params("model.", fit.params, {}))
     run.log_metrics({k: float(v) for k, v in metrics.items() if v is not None})
-    with tempfile.TemporaryDirectory(prefix="lendml-model-") as tmp:
-        fit.model.save(Path(tmp) / "model", metadata={"run_id": run.run_id})
-        run.log_artifacts(Path(tmp) / "model", "model")
+    run.log_model(fit.model, artifact_path="model", metadata={"run_id": run.run_id})
     run.log_dict(_clean(dict(recipe)), RECIPE)
     if fit.tuning is not None:
         run.log_dict(_clean(fit.tuning.to_dict()), "tuning.json")

@@ -49,6 +49,14 @@ class Split:
         }
 
 
+def _naive_utc(value: Any) -> Any:
+    """UTC datetime64[us] without a zone (numpy compares those fast and safely)."""
+    if isinstance(value, pd.Timestamp):
+        return value.tz_convert("UTC").tz_localize(None).to_datetime64()
+    series = pd.to_datetime(value, utc=True)
+    return series.dt.tz_localize(None).to_numpy(dtype="datetime64[us]")
+
+
 def _iso(ts: pd.Timestamp | None) -> str | None:
     return None if ts is None else ts.isoformat()
 
@@ -105,9 +113,9 @@ def out_of_time_split(
         )
     observed = pd.to_datetime(observed_at, utc=True) if observed_at is not None else t + gap
     has_label = labels.notna().to_numpy()
-    tv, ov = t.to_numpy(), observed.to_numpy()
+    tv, ov = _naive_utc(t), _naive_utc(observed)
     gap64 = np.timedelta64(int(gap.total_seconds() * 1e6), "us")
-    v64, s64 = valid_ts.to_datetime64(), test_ts.to_datetime64()
+    v64, s64 = _naive_utc(valid_ts), _naive_utc(test_ts)
 
     excluded: dict[str, int] = {}
     keep = np.ones(len(t), dtype=bool)
@@ -119,9 +127,9 @@ def out_of_time_split(
         keep[hit] = False
 
     if tf is not None:
-        drop(tv < tf.to_datetime64(), "before_train_from")
+        drop(tv < _naive_utc(tf), "before_train_from")
     if tu is not None:
-        drop(tv > tu.to_datetime64(), "after_test_until")
+        drop(tv > _naive_utc(tu), "after_test_until")
     drop(~has_label, "label_not_observed")
     in_train = tv < v64
     in_valid = (tv >= v64) & (tv < s64)
