@@ -9,10 +9,11 @@ SQLite store encodes them, see :mod:`lendml.stores.base`).
 
 Writes: a server-side Lua script compares each record's ``as_of_us`` with the stored one
 (exact 64-bit integer order) and writes the record only if it is newer or equal — the
-same rule as the SQLite store's upsert. A batch is sent as ``EVALSHA`` calls of up to
-``chunk`` records each, all inside one ``MULTI``/``EXEC`` transaction, so Redis applies
-the whole batch with no other client's command in between: a reader sees none or all of
-it, and a connection lost before ``EXEC`` leaves the store untouched.
+same rule as the SQLite store's upsert. A batch is one round trip: ``MULTI``, ``SCRIPT
+LOAD`` of the script (a no-op when cached; it makes the batch immune to a flushed script
+cache), ``EVALSHA`` calls of up to ``chunk`` records each, ``EXEC``. Redis runs the whole
+transaction with no other client's command in between: a reader sees none or all of a
+batch, and a connection lost before ``EXEC`` leaves the store untouched.
 
 Reads: ``HMGET`` of both fields per key, all in one round trip (a ``MULTI``/``EXEC``
 pipeline, so a read of many keys is a consistent snapshot).
@@ -220,13 +221,15 @@ class RedisOnlineStore(OnlineStore):
             args.append(encode_values(r.values, view=view, key=r.key).encode())
         try:
             with self._client.pipeline(transaction=True) as pipe:
+                # SCRIPT LOAD inside the transaction: the EVALSHAs after it find the script
+                # even if the server's script cache was flushed since the last batch, and
+                # no SCRIPT EXISTS round trip is needed before it.
+                pipe.script_load(self._write_script.script)
+                sha = self._write_script.sha
                 for i in range(0, len(keys), self._chunk):
-                    self._write_script(
-                        keys=keys[i : i + self._chunk],
-                        args=args[2 * i : 2 * (i + self._chunk)],
-                        client=pipe,
-                    )
-                counts = pipe.execute()
+                    part = keys[i : i + self._chunk]
+                    pipe.evalsha(sha, len(part), *part, *args[2 * i : 2 * (i + self._chunk)])
+                counts = pipe.execute()[1:]
         except ExecAbortError as exc:
             raise StoreError(
                 f"Redis at {self.url!r} refused the batch of {len(records)} records of view "
