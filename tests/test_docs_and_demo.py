@@ -48,9 +48,16 @@ def test_demo_runs_end_to_end(tmp_path):
         timeout=600,
     )
     assert res.returncode == 0, res.stdout + res.stderr
-    for step in ("1/5", "2/5", "3/5", "4/5", "5/5", "done"):
+    for step in (*(f"{i}/8" for i in range(1, 9)), "done"):
         assert step in res.stdout
     assert (tmp_path / "demo" / "data" / "training_set.parquet").exists()
+    assert (tmp_path / "demo" / "reports" / "credit_pd" / "report.html").exists()
+    from lendml import Project
+
+    with Project(tmp_path / "demo") as p:
+        champion = p.registry.resolve("credit_pd@champion")
+        assert champion.version == 1
+        assert [e.reason for e in p.registry.history("credit_pd")] == ["demo: first model"]
 
 
 def test_synth_cli_refuses_bad_arguments(tmp_path):

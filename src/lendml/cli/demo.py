@@ -1,8 +1,9 @@
-"""``lendml demo``: the end-to-end tour on embedded defaults (DuckDB + SQLite).
+"""``lendml demo``: the end-to-end tour on embedded defaults (DuckDB + SQLite + MLflow).
 
 synthesize a lending world → init a project → apply features → point-in-time training set
-(with label maturity) → materialize → read online features. Later parts of the platform
-(training, registry, serving, monitoring) extend this tour.
+(with label maturity) → materialize → read online features → train (out-of-time, tracked)
+→ evaluation report → register and promote a champion. Later parts of the platform
+(serving, monitoring) extend this tour.
 """
 
 from __future__ import annotations
@@ -64,6 +65,19 @@ ratios = DerivedView(
 credit_v1 = FeatureService("credit_v1", [spending, credit_file, ratios])
 '''
 
+TRAIN_YAML = '''\
+# Train a probability-of-default model on the credit_v1 feature service (lendml train).
+name: credit_pd
+feature_service: credit_v1
+spine: data/spine.parquet
+label: {column: defaulted, observed_at: observed_at}
+protected: [gender, age_group, ethnicity]   # fairness tests only, never model inputs
+inputs: {spine_columns: [loan_amount, term_months, stated_income]}
+split: {valid_fraction: 0.15, test_fraction: 0.2}
+model: {kind: lightgbm, monotone: {fico: -1}}
+evaluation: {cutoff: 0.25}
+'''
+
 
 def run_demo(directory: Path, *, borrowers: int = 3000, seed: int = 42, console: Console) -> None:
     """Run the tour into ``directory`` (created; must be new or empty)."""
@@ -72,10 +86,11 @@ def run_demo(directory: Path, *, borrowers: int = 3000, seed: int = 42, console:
     from lendml.project import Project
 
     console.rule("[bold]lendml demo[/]")
+    steps = 8
     project = Project.init(directory, name="lending_demo")
     (project.root / "features.py").write_text(LENDING_FEATURES)
     world = project.root / "data" / "world"
-    with console.status(f"1/5 Synthesizing a lending world ({borrowers:,} borrowers)…"):
+    with console.status(f"1/{steps} Synthesizing a lending world ({borrowers:,} borrowers)…"):
         summary = generate_world(
             world,
             borrowers=borrowers,
@@ -86,21 +101,22 @@ def run_demo(directory: Path, *, borrowers: int = 3000, seed: int = 42, console:
         )
     counts = summary.to_dict().get("row_counts", {})
     console.print(
-        f"[green]✓[/] 1/5 world written to {world}: "
+        f"[green]✓[/] 1/{steps} world written to {world}: "
         + ", ".join(f"{k} {v:,}" for k, v in sorted(counts.items()))
     )
 
     report = project.apply()
     console.print(
-        f"[green]✓[/] 2/5 applied {len(report['added'])} definitions "
+        f"[green]✓[/] 2/{steps} applied {len(report['added'])} definitions "
         f"(feature service credit_v1@{project.get_feature_service('credit_v1').version})"
     )
 
     apps = pq.read_table(world / "applications").to_pandas()
     outcomes = pq.read_table(world / "outcomes").to_pandas()
+    people = pq.read_table(world / "borrowers").to_pandas()
     spine = apps.merge(
         outcomes[["application_id", "defaulted", "observed_at"]], on="application_id"
-    )
+    ).merge(people[["borrower_id", "gender", "age_group", "ethnicity"]], on="borrower_id")
     spine = spine.rename(columns={"applied_at": "as_of"})[
         [
             "application_id",
@@ -108,12 +124,17 @@ def run_demo(directory: Path, *, borrowers: int = 3000, seed: int = 42, console:
             "as_of",
             "loan_amount",
             "stated_income",
+            "term_months",
             "defaulted",
             "observed_at",
+            "gender",
+            "age_group",
+            "ethnicity",
         ]
     ]
+    spine.to_parquet(project.root / "data" / "spine.parquet")
     cutoff = spine["as_of"].max()
-    with console.status("3/5 Building a point-in-time training set…"):
+    with console.status(f"3/{steps} Building a point-in-time training set…"):
         ts = project.training_set(
             "credit_v1", spine, label=Label("defaulted", observed_at="observed_at", cutoff=cutoff)
         )
@@ -121,7 +142,7 @@ def run_demo(directory: Path, *, borrowers: int = 3000, seed: int = 42, console:
     ts.to_parquet(train_path)
     df = ts.to_pandas()
     console.print(
-        f"[green]✓[/] 3/5 training set: {len(df):,} rows × {df.shape[1]} columns → {train_path} "
+        f"[green]✓[/] 3/{steps} training set: {len(df):,} rows × {df.shape[1]} columns → {train_path} "
         f"({ts.immature_labels:,} rows left out: label not yet observed at {cutoff:%Y-%m-%d})"
     )
     rate = df.groupby(df["fico"].fillna(0) < 620)["defaulted"].mean()
@@ -132,10 +153,10 @@ def run_demo(directory: Path, *, borrowers: int = 3000, seed: int = 42, console:
 
     end = pd.Timestamp(cutoff).ceil("D")
     start = end - pd.Timedelta(days=7)
-    with console.status("4/5 Materializing the last week…"):
+    with console.status(f"4/{steps} Materializing the last week…"):
         mat = project.materialize(start=start, end=end)
     console.print(
-        "[green]✓[/] 4/5 materialized: "
+        f"[green]✓[/] 4/{steps} materialized: "
         + ", ".join(
             f"{v} {s['entities']:,} entities / {s['offline_rows']:,} offline rows"
             for v, s in mat.views.items()
@@ -149,12 +170,32 @@ def run_demo(directory: Path, *, borrowers: int = 3000, seed: int = 42, console:
         as_of=end,
         request=sample[["loan_amount", "stated_income"]].to_dict(orient="records"),
     )
-    table = Table(title=f"5/5 online features as of {end:%Y-%m-%d %H:%M} UTC")
+    table = Table(title=f"5/{steps} online features as of {end:%Y-%m-%d %H:%M} UTC")
     shown = ["borrower_id", "fico", "utilization", "tx_count_30d", "spend_90d", "loan_to_income"]
     for c in shown:
         table.add_column(c)
     for rec in online[shown].to_dict(orient="records"):
         table.add_row(*(f"{v:,.3f}" if isinstance(v, float) else str(v) for v in rec.values()))
     console.print(table)
+
+    (project.root / "train.yaml").write_text(TRAIN_YAML)
+    with console.status(f"6/{steps} Training credit_pd (out-of-time split, tracked in MLflow)…"):
+        result = project.train("train.yaml")
+    sizes = result.split["sizes"]
+    console.print(
+        f"[green]✓[/] 6/{steps} trained run {result.run_id}: test AUC {result.auc:.3f} "
+        f"(train {sizes['train']:,} / valid {sizes['valid']:,} / test {sizes['test']:,} rows; "
+        f"left out {result.split['excluded']})"
+    )
+    report = result.report_dir / "report.html" if result.report_dir else None
+    console.print(f"[green]✓[/] 7/{steps} evaluation report: {report}")
+    version = project.registry.register(result.run_id, "credit_pd")
+    project.registry.promote(
+        "credit_pd", version.version, alias="champion", reason="demo: first model"
+    )
+    console.print(
+        f"[green]✓[/] 8/{steps} registered credit_pd/{version.version} and promoted it to "
+        "champion (lendml models history credit_pd)"
+    )
     project.close()
     console.rule(f"[bold green]done[/] — project in {project.root}")

@@ -1,0 +1,207 @@
+"""Training end to end: ready tables through the CLI, feature services through Project.train,
+tracking in MLflow, and ``--reproduce`` rebuilding byte-identical LightGBM models."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+from typer.testing import CliRunner
+
+from lendml import Project
+from lendml.cli.demo import LENDING_FEATURES
+from lendml.cli.main import app
+from lendml.errors import ConfigError
+from lendml.registry import tags
+
+pytestmark = pytest.mark.slow
+runner = CliRunner()
+
+
+def _table(n: int = 1500, seed: int = 0) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    df = pd.DataFrame(
+        {
+            "id": np.arange(n),
+            "year": rng.choice([2012, 2013, 2014], n),
+            "income": rng.lognormal(10, 0.5, n),
+            "utilization": rng.random(n),
+            "grade": rng.choice(list("ABCD"), n),
+            "noise": rng.normal(size=n),
+        }
+    )
+    logit = -2 + 3 * df["utilization"] - 0.5 * np.log(df["income"] / 20000)
+    logit += df["grade"].map({"A": -1, "B": 0, "C": 0.5, "D": 1.2})
+    df["status"] = np.where(rng.random(n) < 1 / (1 + np.exp(-logit)), "charged_off", "paid")
+    df.loc[::97, "income"] = np.nan
+    return df
+
+
+def _cli(*args: str) -> object:
+    return runner.invoke(app, list(args), catch_exceptions=False)
+
+
+@pytest.fixture
+def table_csv(tmp_path):
+    path = tmp_path / "loans.csv.gz"
+    _table().to_csv(path, index=False)
+    return path
+
+
+def test_cv_on_a_csv_writes_every_figure_with_a_top_level_auc(tmp_path, table_csv, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    out = tmp_path / "m.json"
+    res = _cli(
+        "train", "--data", str(table_csv), "--label", "status", "--positive", "charged_off",
+        "--drop", "id", "--drop", "year", "--cv", "3", "--param", "n_estimators=60",
+        "--metrics-out", str(out),
+    )
+    assert res.exit_code == 0, res.output
+    m = json.loads(out.read_text())
+    assert isinstance(m["auc"], float) and 0.65 < m["auc"] < 1
+    folds = [f["test_auc"] for f in m["folds"]]
+    assert len(folds) == 3 and m["auc"] == pytest.approx(np.mean(folds))
+    assert m["split"]["mode"] == "cv"
+    assert m["metrics"]["cv_auc_mean"] == pytest.approx(m["auc"])
+    assert (tmp_path / "lendml-runs" / "mlflow.db").exists()  # tracked without a project
+
+
+def test_out_of_time_on_parquet_with_tuning_then_reproduce(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    data = tmp_path / "loans.parquet"
+    df = _table()
+    df["bad"] = (df.pop("status") == "charged_off").astype(int)
+    df.to_parquet(data)
+    out = tmp_path / "m.json"
+    res = _cli(
+        "train", "--data", str(data), "--label", "bad", "--drop", "id", "--time", "year",
+        "--test-from", "2014", "--trials", "3", "--param", "n_estimators=80",
+        "--metrics-out", str(out),
+    )
+    assert res.exit_code == 0, res.output
+    m = json.loads(out.read_text())
+    n_test = int((df["year"] == 2014).sum())
+    assert m["split"]["sizes"]["test"] == n_test
+    assert m["auc"] == pytest.approx(m["metrics"]["test_auc"])
+    assert m["tuning"]["n_trials"] == 3
+    rerun = _cli("train", "--reproduce", m["run_id"])
+    assert rerun.exit_code == 0, rerun.output
+    assert "identical" in rerun.output
+
+
+def test_bad_table_inputs_get_clear_errors(tmp_path, table_csv, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    cases = [
+        (["--label", "nope"], "not in the data"),
+        (["--label", "status", "--positive", "x"], "No label equals the positive value 'x'"),
+        (["--label", "status", "--positive", "paid", "--time", "year"], "needs --test-from"),
+        (["--label", "status", "--positive", "paid", "--test-from", "2014"], "needs --time"),
+        (["--label", "status", "--positive", "paid", "--param", "oops"], "key=value"),
+    ]
+    for extra, message in cases:
+        res = _cli("train", "--data", str(table_csv), "--drop", "id", *extra)
+        assert res.exit_code == 2, (extra, res.output)
+        assert message in res.output, (extra, res.output)
+    bad = tmp_path / "loans.xlsx"
+    bad.write_text("x")
+    res = _cli("train", "--data", str(bad), "--label", "status")
+    assert res.exit_code == 2 and "unsupported format" in res.output
+    res = _cli("train", "--label", "status")
+    assert res.exit_code == 2 and "exactly one of --config, --data or --reproduce" in res.output
+
+
+def test_a_column_that_looks_protected_is_refused_until_declared(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    df = _table()
+    df["gender"] = np.random.default_rng(1).choice(["f", "m"], len(df))
+    path = tmp_path / "loans.parquet"
+    df.to_parquet(path)
+    base = ["train", "--data", str(path), "--label", "status", "--positive", "charged_off",
+            "--drop", "id", "--cv", "2", "--param", "n_estimators=20"]
+    res = _cli(*base)
+    assert res.exit_code == 2 and "look like protected attributes" in res.output
+    out = tmp_path / "m.json"
+    res = _cli(*base, "--protected", "gender", "--metrics-out", str(out))
+    assert res.exit_code == 0, res.output
+    m = json.loads(out.read_text())
+    assert "gender" not in m["params"] and m["evaluation"] is not None
+
+
+# ------------------------------------------------------------------ feature-service mode
+
+
+@pytest.fixture(scope="module")
+def lending_project(tmp_path_factory):
+    from lendml.datasets import generate_world
+
+    root = tmp_path_factory.mktemp("proj") / "lending"
+    project = Project.init(root, name="lending")
+    (project.root / "features.py").write_text(LENDING_FEATURES)
+    world = project.root / "data" / "world"
+    generate_world(world, borrowers=700, months=18, shift_month=12, outcome_horizon_months=3)
+    project.apply()
+    apps = pq.read_table(world / "applications").to_pandas()
+    outcomes = pq.read_table(world / "outcomes").to_pandas()
+    people = pq.read_table(world / "borrowers").to_pandas()
+    spine = apps.merge(outcomes[["application_id", "defaulted", "observed_at"]], on="application_id")
+    spine = spine.merge(people[["borrower_id", "gender", "age_group"]], on="borrower_id")
+    spine = spine.rename(columns={"applied_at": "as_of"})
+    spine.to_parquet(project.root / "data" / "spine.parquet")
+    project.close()
+    return root
+
+
+TRAIN_YAML = """\
+name: credit_pd
+feature_service: credit_v1
+spine: data/spine.parquet
+label: {column: defaulted, observed_at: observed_at}
+protected: [gender, age_group]
+inputs: {spine_columns: [loan_amount, term_months]}
+split: {valid_fraction: 0.2, test_fraction: 0.2}
+model: {kind: lightgbm, params: {n_estimators: 80}, monotone: {fico: -1}}
+evaluation: {cutoff: 0.3}
+"""
+
+
+def test_project_train_tracks_lineage_and_reproduces(lending_project):
+    (lending_project / "train.yaml").write_text(TRAIN_YAML)
+    with Project(lending_project) as p:
+        result = p.train("train.yaml")
+        run = p.tracker.get_run(result.run_id)
+        svc = p.get_feature_service("credit_v1")
+        assert run.tags[tags.FEATURE_SERVICE_TAG] == "credit_v1"
+        assert run.tags[tags.FEATURE_SERVICE_VERSION_TAG] == svc.version
+        assert len(run.tags[tags.TRAINING_SET_FINGERPRINT_TAG]) == 64
+        windows = json.loads(run.tags[tags.DATA_WINDOWS_TAG])
+        assert windows["train"]["until"] <= windows["valid"]["from"] < windows["test"]["from"]
+        assert result.metrics["test_auc"] == pytest.approx(result.auc)
+        assert 0.5 < result.auc <= 1
+        assert result.split["excluded"].get("label_not_observed", 0) > 0  # immature labels
+        assert run.metrics["auc"] == pytest.approx(result.auc)
+        assert (result.report_dir / "report.html").exists()
+        assert set(result.model.schema_.names) >= {"fico", "loan_amount", "spend_90d"}
+        assert not {"gender", "age_group"} & set(result.model.schema_.names)
+        assert result.model.schema_["fico"].monotone == -1
+        rep = p.reproduce(result.run_id)
+        assert rep.identical and rep.data_matches
+
+
+def test_project_train_refuses_a_protected_spine_input(lending_project):
+    bad = TRAIN_YAML.replace("[loan_amount, term_months]", "[loan_amount, gender]")
+    with Project(lending_project) as p, pytest.raises(ConfigError, match="Protected attributes"):
+        p.train(__import__("yaml").safe_load(bad))
+
+
+def test_cli_train_with_config(lending_project):
+    (lending_project / "train.yaml").write_text(TRAIN_YAML)
+    out = lending_project / "m.json"
+    res = _cli(
+        "train", "--config", str(lending_project / "train.yaml"), "--project", str(lending_project),
+        "--metrics-out", str(out),
+    )
+    assert res.exit_code == 0, res.output
+    assert json.loads(out.read_text())["evaluation"]["info"]["feature_service"] == "credit_v1"
