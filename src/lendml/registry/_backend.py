@@ -69,12 +69,35 @@ def resolve_artifact_root(artifacts: str, root: Path) -> str | None:
     return folder.as_uri()
 
 
-def make_client(settings: TrackingSettings, root: Path) -> tuple[MlflowClient, str]:
-    """An ``MlflowClient`` bound to the settings' URI (tracking and registry), and the URI."""
-    from mlflow.tracking import MlflowClient
+class Backend:
+    """A lazily created ``MlflowClient`` bound to one tracking URI (also the registry URI).
 
-    uri = resolve_tracking_uri(settings.uri, Path(root))
-    return MlflowClient(tracking_uri=uri, registry_uri=uri), uri
+    MLflow opens SQL databases (and runs their migrations) when a client is built, so the
+    client is built on first use: constructing a Tracker or Registry never touches the
+    backend, and a missing database driver or an unreachable database is reported as a
+    :class:`RegistryError` by the first call that needs it.
+    """
+
+    def __init__(self, settings: TrackingSettings, root: Path) -> None:
+        self.uri = resolve_tracking_uri(settings.uri, Path(root))
+        self._client: MlflowClient | None = None
+
+    @property
+    def client(self) -> MlflowClient:
+        if self._client is None:
+            from mlflow.tracking import MlflowClient
+
+            with backend_errors("open the tracking backend", self.uri):
+                try:
+                    self._client = MlflowClient(tracking_uri=self.uri, registry_uri=self.uri)
+                except ImportError as exc:
+                    raise RegistryError(
+                        f"The tracking URI {redact(self.uri)!r} needs the Python package "
+                        f"{exc.name!r}, which is not installed. Install the database driver "
+                        "(e.g. `pip install 'psycopg[binary]'` for PostgreSQL).",
+                        tracking_uri=redact(self.uri),
+                    ) from exc
+        return self._client
 
 
 def error_code(exc: BaseException) -> str | None:

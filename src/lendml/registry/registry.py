@@ -38,9 +38,9 @@ from lendml.registry import tags as T
 from lendml.registry._backend import (
     ALREADY_EXISTS,
     NOT_FOUND,
+    Backend,
     backend_errors,
     error_code,
-    make_client,
     redact,
 )
 from lendml.registry.history import PromotionEvent
@@ -48,6 +48,7 @@ from lendml.registry.tracking import current_user, download_run_artifacts
 
 if TYPE_CHECKING:
     from mlflow.entities.model_registry import ModelVersion, RegisteredModel
+    from mlflow.tracking import MlflowClient
 
     from lendml.core.config import TrackingSettings
     from lendml.models import Model
@@ -210,11 +211,16 @@ class Registry:
     ) -> None:
         self.settings = settings
         self.root = Path(root).resolve()
-        self._client, self.tracking_uri = make_client(settings, self.root)
+        self._backend = Backend(settings, self.root)
+        self.tracking_uri = self._backend.uri
         self.cache_dir = Path(cache_dir) if cache_dir else self.root / "data" / "model-cache"
 
     def __repr__(self) -> str:
         return f"Registry(tracking_uri={redact(self.tracking_uri)!r})"
+
+    @property
+    def _client(self) -> MlflowClient:
+        return self._backend.client
 
     # ------------------------------------------------------------------ reading
 

@@ -42,9 +42,9 @@ from lendml.registry import tags as T
 from lendml.registry._backend import (
     ALREADY_EXISTS,
     NOT_FOUND,
+    Backend,
     backend_errors,
     error_code,
-    make_client,
     redact,
     resolve_artifact_root,
 )
@@ -310,12 +310,17 @@ class Tracker:
     ) -> None:
         self.settings = settings
         self.root = Path(root).resolve()
-        self._client, self.tracking_uri = make_client(settings, self.root)
+        self._backend = Backend(settings, self.root)
+        self.tracking_uri = self._backend.uri
         self.default_experiment = settings.experiment or default_experiment
         self._experiments: dict[str, str] = {}
 
     def __repr__(self) -> str:
         return f"Tracker(tracking_uri={redact(self.tracking_uri)!r})"
+
+    @property
+    def _client(self) -> MlflowClient:
+        return self._backend.client
 
     # ------------------------------------------------------------------ experiments
 
