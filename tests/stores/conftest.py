@@ -9,6 +9,10 @@ the Redis tests are skipped locally and fail on CI (``CI=true``).
 from __future__ import annotations
 
 import os
+import shutil
+import socket
+import subprocess
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -108,3 +112,72 @@ def make_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store
 @pytest.fixture
 def store(make_store: StoreFactory) -> OnlineStore:
     return make_store()
+
+
+@pytest.fixture
+def redis_store(redis_client: redis.Redis, tmp_path: Path) -> Iterator[OnlineStore]:
+    """A fresh Redis store in its own namespace (for tests of Redis-only behaviour)."""
+    factory = StoreFactory("redis", tmp_path, redis_client)
+    yield factory()
+    factory.cleanup()
+
+
+class PrivateRedis:
+    """A redis-server of our own on a free port, with a password, for failure tests."""
+
+    password = "hunter2-not-a-real-secret"
+
+    def __init__(self, binary: str, workdir: Path) -> None:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = s.getsockname()[1]
+        self.url = f"redis://:{self.password}@127.0.0.1:{self.port}/0"
+        self.proc = subprocess.Popen(
+            [
+                binary,
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--requirepass",
+                self.password,
+                "--dir",
+                str(workdir),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        self.client = redis.Redis.from_url(self.url)
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                self.client.ping()
+                break
+            except redis.ConnectionError:
+                if time.monotonic() > deadline or self.proc.poll() is not None:
+                    self.stop()
+                    raise
+                time.sleep(0.02)
+
+    def stop(self) -> None:
+        self.client.close()
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(timeout=10)
+
+
+@pytest.fixture
+def private_redis(tmp_path: Path) -> Iterator[PrivateRedis]:
+    """A fresh server this test may break; skipped locally without redis-server, a CI failure."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        if ON_CI:
+            pytest.fail("CI must have redis-server (.ci/run installs it)")
+        pytest.skip("redis-server is not installed; scripts/services.sh installs it")
+    server = PrivateRedis(binary, tmp_path)
+    yield server
+    server.stop()

@@ -89,17 +89,24 @@ def encode_key(key: Any) -> str:
         ) from exc
 
 
-def encode_values(values: Mapping[str, Any], *, view: str = "", key: Any = None) -> str:
+def encode_values(
+    values: Mapping[str, Any], *, view: str = "", key: Any = None, compact: bool = False
+) -> str:
     """Feature values as one JSON object (see the module docstring for the rules).
+
+    ``compact`` drops the spaces after separators; both forms decode to the same values.
+    ``view`` and ``key`` only name the record in the error raised for an unencodable value.
 
     Examples
     --------
     >>> encode_values({"n": 3, "avg": -0.0, "miss": float("nan")})
     '{"n": 3, "avg": -0.0, "miss": null}'
+    >>> encode_values({"n": 3, "at": 1e300}, compact=True)
+    '{"n":3,"at":1e+300}'
     """
     clean = {k: clean_value(v) for k, v in values.items()}
     try:
-        return json.dumps(clean)
+        return json.dumps(clean, separators=(",", ":") if compact else None)
     except (TypeError, ValueError) as exc:
         bad = next(
             (k for k, v in clean.items() if not _json_ok(v)),

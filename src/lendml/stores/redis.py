@@ -15,8 +15,11 @@ cache), ``EVALSHA`` calls of up to ``chunk`` records each, ``EXEC``. Redis runs 
 transaction with no other client's command in between: a reader sees none or all of a
 batch, and a connection lost before ``EXEC`` leaves the store untouched.
 
-Reads: ``HMGET`` of both fields per key, all in one round trip (a ``MULTI``/``EXEC``
-pipeline, so a read of many keys is a consistent snapshot).
+Reads: ``HMGET`` of both fields per key, all in one round trip. A read of several keys is
+a ``MULTI``/``EXEC`` pipeline, so it is a consistent snapshot (it never sees half of a
+batch). At ``maxmemory`` Redis refuses to queue commands inside ``MULTI``, reads included;
+the store then reads with a plain pipeline (each record still whole, no cross-key
+snapshot) and logs a warning once, so serving keeps working while writes are refused.
 """
 
 from __future__ import annotations
@@ -25,10 +28,9 @@ import json
 import logging
 from collections.abc import Sequence
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, unquote, urlencode, urlsplit
 
 import redis
-from redis.exceptions import ExecAbortError
 
 from lendml.errors import ConfigError, DataValidationError, StoreError
 from lendml.stores.base import OnlineRecord, OnlineStore, encode_key, encode_values
@@ -57,12 +59,17 @@ local function newer_or_equal(a, b)
   if ahi ~= bhi then return ahi > bhi end
   return alo >= blo
 end
+-- Read every stored as_of first: a key holding another type fails here, before any write.
+local stored = {}
+for _, key in ipairs(KEYS) do
+  if stored[key] == nil then stored[key] = redis.call('HGET', key, 'as_of_us') end
+end
 local written = 0
 for i, key in ipairs(KEYS) do
   local as_of = ARGV[2 * i - 1]
-  local stored = redis.call('HGET', key, 'as_of_us')
-  if (not stored) or newer_or_equal(as_of, stored) then
+  if (not stored[key]) or newer_or_equal(as_of, stored[key]) then
     redis.call('HSET', key, 'as_of_us', as_of, 'values', ARGV[2 * i])
+    stored[key] = as_of
     written = written + 1
   end
 end
@@ -94,14 +101,18 @@ def mask_url(url: str) -> str:
     if query:
         pairs = parse_qsl(query, keep_blank_values=True)
         query = urlencode([(k, "***" if "password" in k.lower() else v) for k, v in pairs])
-    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+    # Not urlunsplit: it would turn "unix:///path" into "unix:/path".
+    masked = f"{parts.scheme}://{netloc}{parts.path}" if "://" in url else url.split("?")[0]
+    return (
+        masked + (f"?{query}" if query else "") + (f"#{parts.fragment}" if parts.fragment else "")
+    )
 
 
 def _secrets(url: str) -> list[str]:
     """The password-like pieces of ``url``, to scrub from any text we show."""
     try:
         parts = urlsplit(url)
-        found = [parts.password or ""]
+        found = [parts.password or "", unquote(parts.password or "")]
         if parts.username and parts.password is None:
             found.append(parts.username)  # "redis://secret@host": treat it as secret
         found += [v for k, v in parse_qsl(parts.query) if "password" in k.lower()]
@@ -187,6 +198,7 @@ class RedisOnlineStore(OnlineStore):
                 url=self.url,
             ) from exc
         self._write_script = self._client.register_script(_WRITE_LUA)
+        self._warned_no_snapshot = False
         _log.debug("Redis online store at %s, namespace %r", self.url, namespace)
 
     def __repr__(self) -> str:
@@ -218,7 +230,8 @@ class RedisOnlineStore(OnlineStore):
                 )
             keys.append(self._hash_key(view_part, r.key))
             args.append(str(as_of).encode())
-            args.append(encode_values(r.values, view=view, key=r.key).encode())
+            args.append(encode_values(r.values, view=view, key=r.key, compact=True).encode())
+        what = f"{len(records)} records of view {view!r}"
         try:
             with self._client.pipeline(transaction=True) as pipe:
                 # SCRIPT LOAD inside the transaction: the EVALSHAs after it find the script
@@ -229,32 +242,37 @@ class RedisOnlineStore(OnlineStore):
                 for i in range(0, len(keys), self._chunk):
                     part = keys[i : i + self._chunk]
                     pipe.evalsha(sha, len(part), *part, *args[2 * i : 2 * (i + self._chunk)])
-                counts = pipe.execute()[1:]
-        except ExecAbortError as exc:
-            raise StoreError(
-                f"Redis at {self.url!r} refused the batch of {len(records)} records of view "
-                f"{view!r} before applying any of it: {self._scrub(exc)}.",
-                feature_view=view,
-                url=self.url,
-            ) from exc
+                # Errors of commands run by EXEC come back in the list; an error raised
+                # here means Redis refused to queue a command (e.g. at maxmemory) and
+                # discarded the whole transaction (EXECABORT).
+                replies = pipe.execute(raise_on_error=False)
         except redis.ResponseError as exc:
             raise StoreError(
-                f"Redis at {self.url!r} failed inside the transaction writing "
-                f"{len(records)} records of view {view!r}: {self._scrub(exc)}. Part of the "
-                "batch may be applied; fix the cause (e.g. maxmemory) and write the batch "
-                "again — a rewrite of the same batch is idempotent.",
+                f"Redis at {self.url!r} refused the batch of {what} and applied none of it: "
+                f"{self._scrub(exc)}. Fix the cause (e.g. raise maxmemory) and write it again.",
                 feature_view=view,
                 url=self.url,
             ) from exc
         except redis.RedisError as exc:
             raise StoreError(
-                f"Writing {len(records)} records of view {view!r} to Redis at {self.url!r} "
-                f"failed: {self._scrub(exc)}. The batch is one transaction, applied whole "
-                "or not at all; writing it again is safe.",
+                f"Writing {what} to Redis at {self.url!r} failed: {self._scrub(exc)}. The "
+                "batch is one transaction, applied whole or not at all; writing it again is "
+                "safe.",
                 feature_view=view,
                 url=self.url,
             ) from exc
-        return sum(int(c) for c in counts)
+        failed = [r for r in replies if isinstance(r, Exception)]
+        if failed:
+            # Only a server-side failure while EXEC runs gets here (e.g. a key of this
+            # namespace that another program overwrote with a non-hash value).
+            raise StoreError(
+                f"Redis at {self.url!r} failed while applying the batch of {what}: "
+                f"{self._scrub(failed[0])}. Part of the batch may be applied; fix the cause "
+                "and write the batch again (rewriting the same batch is idempotent).",
+                feature_view=view,
+                url=self.url,
+            ) from failed[0]
+        return sum(int(c) for c in replies[1:])
 
     def read_many(self, view: str, keys: Sequence[Any]) -> list[OnlineRecord | None]:
         if not len(keys):
@@ -262,11 +280,21 @@ class RedisOnlineStore(OnlineStore):
         view_part = _escape(view)
         hashes = [self._hash_key(view_part, k) for k in keys]
         try:
-            # One key needs no transaction; several read as one snapshot.
-            with self._client.pipeline(transaction=len(hashes) > 1) as pipe:
-                for h in hashes:
-                    pipe.hmget(h, _AS_OF, _VALUES)
-                replies = pipe.execute()
+            try:
+                # Several keys read as one snapshot (MULTI); one key needs no transaction.
+                replies = self._hmget_all(hashes, transaction=len(hashes) > 1)
+            except redis.ResponseError as exc:
+                # At maxmemory Redis refuses to queue any command inside MULTI, reads
+                # included; serve the read anyway, without the cross-key snapshot.
+                if not self._warned_no_snapshot:
+                    _log.warning(
+                        "Redis at %s refused a transactional read (%s); reading without "
+                        "a cross-key snapshot while it does.",
+                        self.url,
+                        self._scrub(exc),
+                    )
+                    self._warned_no_snapshot = True
+                replies = self._hmget_all(hashes, transaction=False)
         except redis.RedisError as exc:
             raise StoreError(
                 f"Reading {len(hashes)} keys of view {view!r} from Redis at {self.url!r} "
@@ -275,12 +303,29 @@ class RedisOnlineStore(OnlineStore):
                 url=self.url,
             ) from exc
         out: list[OnlineRecord | None] = []
-        for key, (as_of, payload) in zip(keys, replies, strict=True):
+        for key, h, reply in zip(keys, hashes, replies, strict=True):
+            if isinstance(reply, Exception):
+                raise StoreError(
+                    f"Reading key {h.decode()!r} of view {view!r} from Redis at {self.url!r} "
+                    f"failed: {self._scrub(reply)}. Keys under the namespace "
+                    f"{self.namespace!r} belong to the online store; another program may have "
+                    "written there.",
+                    feature_view=view,
+                    url=self.url,
+                ) from reply
+            as_of, payload = reply
             if as_of is None or payload is None:
                 out.append(None)
             else:
                 out.append(OnlineRecord(key, json.loads(payload), int(as_of)))
         return out
+
+    def _hmget_all(self, hashes: list[bytes], *, transaction: bool) -> list[Any]:
+        """``HMGET`` of both fields of every hash, in one round trip."""
+        with self._client.pipeline(transaction=transaction) as pipe:
+            for h in hashes:
+                pipe.hmget(h, _AS_OF, _VALUES)
+            return pipe.execute(raise_on_error=False)
 
     def close(self) -> None:
         self._client.close()
