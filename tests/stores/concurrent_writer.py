@@ -1,18 +1,15 @@
-"""A writer process for the concurrency test: deterministic batches, started on a signal.
+"""A writer process for the concurrency test: deterministic batches, started together.
 
-Run as ``python -m tests.stores.concurrent_writer KIND OPTIONS_JSON PARITY GO_FILE``: it opens
-the store, touches ``ready-PARITY`` beside ``GO_FILE``, waits for ``GO_FILE``, writes its
-batches and prints when it started and ended. Writer 0 uses even as-of times and writer 1
-odd ones, so the converged value of every key is unambiguous.
+Writer 0 uses even as-of times and writer 1 odd ones, so the converged value of every key
+is unambiguous.
 """
 
 from __future__ import annotations
 
-import json
 import random
-import sys
 import time
-from pathlib import Path
+import traceback
+from typing import Any
 
 N_KEYS = 300
 N_BATCHES = 60
@@ -27,25 +24,22 @@ def batches(parity: int) -> list[list[tuple[int, int]]]:
     ]
 
 
-def main(argv: list[str]) -> None:
+def write(kind: str, options: dict[str, Any], parity: int, barrier: Any, results: Any) -> None:
+    """Open its own store, wait for the other writer, write; report (parity, start, end)."""
     from lendml.stores.base import OnlineRecord, create_online_store
 
-    kind, options, parity, go = argv[0], json.loads(argv[1]), int(argv[2]), Path(argv[3])
-    store = create_online_store(kind, **options)
-    todo = batches(parity)
-    go.with_name(f"ready-{parity}").touch()
-    while not go.exists():
-        time.sleep(0.002)
-    start = time.time()
-    for batch in todo:
-        store.write_batch(
-            "conc", [OnlineRecord(k, {"writer": parity, "t": t}, t) for k, t in batch]
-        )
-        time.sleep(0.001)  # let the other writer in between batches
-    end = time.time()
-    store.close()
-    print(json.dumps({"start": start, "end": end}))
-
-
-if __name__ == "__main__":
-    main(sys.argv[1:])
+    try:
+        store = create_online_store(kind, **options)
+        todo = batches(parity)
+        barrier.wait(timeout=60)
+        start = time.time()
+        for batch in todo:
+            store.write_batch(
+                "conc", [OnlineRecord(k, {"writer": parity, "t": t}, t) for k, t in batch]
+            )
+            time.sleep(0.001)  # let the other writer in between batches
+        end = time.time()
+        store.close()
+        results.put((parity, start, end, None))
+    except BaseException:  # report anything to the parent, which fails the test with it
+        results.put((parity, 0.0, 0.0, traceback.format_exc()))
