@@ -125,8 +125,8 @@ def as_scores(
     if probability and len(num) and (num.min() < 0.0 or num.max() > 1.0):
         raise ConfigError(
             f"{name} must be a probability of the bad outcome in [0, 1]; got values from "
-            f"{num.min()!r} to {num.max()!r}. Pass P(bad) (e.g. predict_proba(X)[:, 1]), "
-            "not a points score or a log-odds."
+            f"{float(num.min())!r} to {float(num.max())!r}. Pass P(bad) (e.g. "
+            "predict_proba(X)[:, 1]), not a points score or a log-odds."
         )
     return num
 

@@ -113,9 +113,13 @@ class FairLendingResult:
 
 def _pooled_smd(s_g: np.ndarray, s_r: np.ndarray) -> float:
     n_g, n_r = len(s_g), len(s_r)
-    if n_g == 0 or n_r == 0 or n_g + n_r < 3:
+    if n_g == 0 or n_r == 0:
         return float("nan")
     diff = float(s_g.mean() - s_r.mean())
+    if diff == 0.0:
+        return 0.0
+    if n_g + n_r < 3:
+        return float("nan")
     var_g = float(s_g.var(ddof=1)) if n_g > 1 else 0.0
     var_r = float(s_r.var(ddof=1)) if n_r > 1 else 0.0
     pooled = np.sqrt(((n_g - 1) * var_g + (n_r - 1) * var_r) / (n_g + n_r - 2))

@@ -140,7 +140,9 @@ class Bins:
             idx = assign(x, np.asarray(self.cuts, dtype=float))
         else:
             present = s[~missing].astype(str)
-            codes = pd.Categorical(present, categories=list(self.levels)).codes.astype(np.int64)
+            codes = pd.Index(list(self.levels), dtype=object).get_indexer(
+                present.to_numpy(dtype=object)
+            )
             idx = np.full(len(s), k - 1, dtype=np.int64)
             idx[~missing] = np.where(codes < 0, k - 2, codes)
         idx = np.where(missing, k - 1, idx)
