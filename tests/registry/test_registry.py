@@ -73,7 +73,7 @@ def test_register_resolve_load_round_trip(registry, log_run, tiny_model, tiny_da
     run_id, sha = log_run()
     info = registry.register(run_id, "credit_pd", description="first cut")
     assert (info.name, info.version, info.run_id) == ("credit_pd", 1, run_id)
-    assert info.manifest_sha256 == sha
+    assert info.manifest_sha256 == sha == info.tags[MANIFEST_SHA256_TAG]
     assert info.lineage == {
         **LINEAGE,
         "lendml.code_version": info.lineage["lendml.code_version"],
