@@ -24,6 +24,7 @@ from lendml.core.config import CONFIG_FILE, DEFAULT_YAML, ProjectConfig, load_co
 from lendml.engines import OfflineEngine, create_engine
 from lendml.errors import ConfigError, DefinitionError, FeatureNotFound, ProjectNotFound
 from lendml.features.catalog import Catalog, CatalogEntry
+from lendml.features.data_checks import validate_source_data
 from lendml.features.definitions import FeatureService, FeatureView
 from lendml.features.loader import Definitions, load_definitions
 from lendml.features.materialize import MaterializeReport, materialize, read_state
@@ -144,8 +145,16 @@ class Project:
 
     # ------------------------------------------------------------------ apply / catalog
 
-    def apply(self) -> dict[str, list[str]]:
-        """Validate the definitions and record them, with versions, in the catalog."""
+    def apply(self, *, validate_data: bool = True) -> dict[str, list[str]]:
+        """Validate the definitions and record them, with versions, in the catalog.
+
+        Parameters
+        ----------
+        validate_data
+            Also check the column rules the sources declare (``Column``, ``unique_key``)
+            on their data, on the engine. A broken rule raises
+            :class:`~lendml.errors.DataValidationError` and nothing is recorded.
+        """
         defs = self.definitions()
         validate_definitions(
             defs.entities,
@@ -154,6 +163,9 @@ class Project:
             defs.feature_services,
             self.resolve_path,
         )
+        ruled = [src for src in defs.sources if src.columns or src.unique_key]
+        if validate_data and ruled:  # no engine is started for sources without rules
+            validate_source_data(self.engine, ruled, self.resolve_path)
         items: list[tuple[str, str, str, dict[str, Any]]] = []
         from lendml.features.definitions import spec_hash
 
@@ -268,10 +280,14 @@ class Project:
         every: str = "1d",
         chunk: str = "7d",
         progress: Any = None,
+        validate_data: bool = True,
     ) -> MaterializeReport:
         """Compute feature views over ``(start, end]`` into the offline and online stores.
 
-        Only applied views are materialized (run ``lendml apply`` first).
+        Only applied views are materialized (run ``lendml apply`` first). Unless
+        ``validate_data=False``, the column rules of the views' sources are checked on the
+        data first; a broken rule raises :class:`~lendml.errors.DataValidationError` before
+        anything is written.
         """
         selected = self.get_feature_views(views)
         applied = {e.name: e.version for e in self.catalog.list("feature_views")}
@@ -286,6 +302,9 @@ class Project:
             unknown = set(views) - {v.name for v in selected}
             if unknown:
                 raise FeatureNotFound(f"No feature view(s) named {sorted(unknown)}.")
+        ruled = [v.source for v in selected if v.source.columns or v.source.unique_key]
+        if validate_data and ruled:
+            validate_source_data(self.engine, ruled, self.resolve_path)
         return materialize(
             self.engine,
             selected,

@@ -20,14 +20,15 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any, Literal
 
-from lendml.core.timeutil import format_duration, parse_duration
-from lendml.errors import DefinitionError
+from lendml.core.timeutil import format_duration, parse_duration, to_utc_timestamp
+from lendml.errors import ConfigError, DefinitionError
 from lendml.features import expr
 
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -44,6 +45,11 @@ def _check_name(name: Any, what: str) -> str:
             "underscores, not starting with a digit (e.g. 'avg_amount_7d')."
         )
     return name
+
+
+def _names(value: str | Iterable[str]) -> tuple[str, ...]:
+    """Column names as a tuple; one name given as a string is one name, not its letters."""
+    return (value,) if isinstance(value, str) else tuple(value)
 
 
 def spec_hash(spec: dict[str, Any]) -> str:
@@ -68,29 +74,175 @@ class Entity:
         return {"name": self.name, "key": self.key, "description": self.description}
 
 
+_DTYPES = ("int", "float", "number", "string", "bool", "timestamp")
+_NUMERIC_DTYPES = frozenset({"int", "float", "number"})
+
+
+def _literal_kind(value: Any, what: str) -> str:
+    """``num``, ``str``, ``bool`` or ``time`` for a rule literal; refuse anything else."""
+    if isinstance(value, bool):
+        return "bool"
+    if isinstance(value, int | float):
+        if isinstance(value, float) and math.isnan(value):
+            raise DefinitionError(
+                f"{what} is NaN; NaN is a missing value (checked by nullable=False), not a bound."
+            )
+        return "num"
+    if isinstance(value, datetime):
+        return "time"
+    if isinstance(value, str):
+        return "str"
+    raise DefinitionError(
+        f"{what} {value!r} has type {type(value).__name__}; use a number, a string, a bool or "
+        "a datetime."
+    )
+
+
+def _as_time(value: Any, what: str) -> str:
+    """A bound for a timestamp column as ISO-8601 UTC text (naive means UTC)."""
+    try:
+        return to_utc_timestamp(value, what=what).isoformat()
+    except ConfigError as exc:
+        raise DefinitionError(exc.message) from exc
+
+
 @dataclass(frozen=True)
 class Column:
-    """Validation rules for one source column, checked at apply/materialize time.
+    """Validation rules for one source column, checked on the data at apply and materialize.
 
-    ``dtype`` is one of ``int``, ``float``, ``number``, ``string``, ``bool``,
-    ``timestamp``; ``min``/``max`` bound numbers; ``isin`` lists allowed values.
+    Parameters
+    ----------
+    name
+        The column of the source.
+    dtype
+        ``int``, ``float``, ``number`` (int or float), ``string``, ``bool`` or
+        ``timestamp`` (any width or time zone of that family).
+    nullable
+        ``False`` refuses missing values: null, and NaN in float columns.
+    min, max
+        Inclusive bounds: numbers, or for a timestamp column an ISO-8601 time or datetime
+        (naive means UTC).
+    isin
+        The allowed values (numbers, strings or bools, all of one kind).
+    unique
+        No value appears twice.
+
+    Missing values (null, and NaN in float columns) are checked by ``nullable`` only:
+    ``min``, ``max``, ``isin`` and ``unique`` ignore them.
+
+    Examples
+    --------
+    >>> Column("amount", dtype="float", nullable=False, min=0).to_spec()["min"]
+    0
+    >>> Column("opened_at", dtype="timestamp", min="2020-01-01").to_spec()["min"]
+    '2020-01-01T00:00:00+00:00'
     """
 
     name: str
     dtype: str | None = None
     nullable: bool = True
-    min: float | None = None
-    max: float | None = None
+    min: float | str | datetime | None = None
+    max: float | str | datetime | None = None
     isin: tuple[Any, ...] | None = None
     unique: bool = False
 
     def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not self.name:
+            raise DefinitionError(f"Column name {self.name!r} must be a non-empty string.")
+        where = f"Column {self.name!r}"
         if self.dtype is not None and self.dtype not in _DTYPES:
             raise DefinitionError(
-                f"Column {self.name!r}: dtype {self.dtype!r} is not one of {', '.join(_DTYPES)}."
+                f"{where}: dtype {self.dtype!r} is not one of {', '.join(_DTYPES)}."
+            )
+        for flag in ("nullable", "unique"):
+            if not isinstance(getattr(self, flag), bool):
+                raise DefinitionError(
+                    f"{where}: {flag}={getattr(self, flag)!r} must be True or False."
+                )
+        kinds = {}
+        for bound in ("min", "max"):
+            value = getattr(self, bound)
+            if value is None:
+                continue
+            kind = _literal_kind(value, f"{where}: {bound}")
+            if kind == "str":
+                object.__setattr__(self, bound, _as_time(value, f"{where} {bound}"))
+                kind = "time"
+            elif kind == "time":
+                object.__setattr__(self, bound, _as_time(value, f"{where} {bound}"))
+            if kind == "bool":
+                raise DefinitionError(
+                    f"{where}: {bound}={value!r} is a bool; bounds are numbers or timestamps."
+                )
+            expected = {"num": _NUMERIC_DTYPES, "time": {"timestamp"}}[kind]
+            if self.dtype is not None and self.dtype not in expected:
+                raise DefinitionError(
+                    f"{where}: {bound}={value!r} does not fit dtype {self.dtype!r}; bound a "
+                    f"{'number' if kind == 'num' else 'timestamp'} column, or drop {bound}=."
+                )
+            kinds[bound] = kind
+        if len(set(kinds.values())) > 1:
+            raise DefinitionError(
+                f"{where}: min={self.min!r} and max={self.max!r} must both be numbers or both "
+                "timestamps."
+            )
+        lo, hi = self.min, self.max
+        if kinds.get("min") == "time" and kinds.get("max") == "time":
+            lo, hi = to_utc_timestamp(lo), to_utc_timestamp(hi)  # type: ignore[arg-type]
+        if lo is not None and hi is not None and lo > hi:  # type: ignore[operator]
+            raise DefinitionError(
+                f"{where}: min={self.min!r} is greater than max={self.max!r}; no value could pass."
             )
         if self.isin is not None:
-            object.__setattr__(self, "isin", tuple(self.isin))
+            self._check_isin(where)
+
+    def _check_isin(self, where: str) -> None:
+        values = self.isin
+        if isinstance(values, str | bytes) or not isinstance(values, Iterable):
+            raise DefinitionError(
+                f"{where}: isin={values!r} must be a list or tuple of allowed values, e.g. "
+                "isin=('web', 'app')."
+            )
+        values = tuple(values)
+        if not values:
+            raise DefinitionError(f"{where}: isin=() allows no value; list at least one.")
+        if any(v is None for v in values):
+            raise DefinitionError(
+                f"{where}: isin={values!r} lists None; missing values are allowed or refused "
+                "by nullable=, not isin=."
+            )
+        kinds = {_literal_kind(v, f"{where}: isin value") for v in values}
+        if len(kinds) > 1:
+            raise DefinitionError(
+                f"{where}: isin={values!r} mixes {' and '.join(sorted(kinds))} values; list "
+                "values of one kind, as the column holds."
+            )
+        kind = kinds.pop()
+        fits = {
+            "num": _NUMERIC_DTYPES,
+            "str": {"string", "timestamp"},
+            "bool": {"bool"},
+            "time": {"timestamp"},
+        }[kind]
+        if self.dtype is not None and self.dtype not in fits:
+            raise DefinitionError(f"{where}: isin={values!r} does not fit dtype {self.dtype!r}.")
+        if self.dtype == "timestamp" or kind == "time":
+            values = tuple(_as_time(v, f"{where} isin value") for v in values)
+            kind = "time"
+        object.__setattr__(self, "isin", values)
+        object.__setattr__(self, "_isin_kind", kind)
+
+    @property
+    def rule_kinds(self) -> dict[str, str]:
+        """The literal kind (``num``, ``str``, ``bool``, ``time``) of each declared bound/set."""
+        out = {}
+        for bound in ("min", "max"):
+            value = getattr(self, bound)
+            if value is not None:
+                out[bound] = "time" if isinstance(value, str) else "num"
+        if self.isin is not None:
+            out["isin"] = self._isin_kind  # type: ignore[attr-defined]  # set in __post_init__
+        return out
 
     def to_spec(self) -> dict[str, Any]:
         return {
@@ -102,9 +254,6 @@ class Column:
             "isin": list(self.isin) if self.isin is not None else None,
             "unique": self.unique,
         }
-
-
-_DTYPES = ("int", "float", "number", "string", "bool", "timestamp")
 
 
 @dataclass(frozen=True)
@@ -144,8 +293,8 @@ class Source:
             timestamp,
             name,
             tuple(columns),
-            tuple(post_outcome),
-            tuple(unique_key),
+            _names(post_outcome),
+            _names(unique_key),
             description,
         )
 
@@ -167,8 +316,8 @@ class Source:
             timestamp,
             name,
             tuple(columns),
-            tuple(post_outcome),
-            tuple(unique_key),
+            _names(post_outcome),
+            _names(unique_key),
             description,
         )
 
@@ -178,6 +327,26 @@ class Source:
         if not self.path:
             raise DefinitionError("Source path is empty: give a file, folder or glob.")
         _check_name(self.timestamp, f"Source {self.path!r} timestamp column")
+        where = f"Source {self.name or self.path!r}"
+        for c in self.columns:
+            if not isinstance(c, Column):
+                raise DefinitionError(
+                    f"{where}: columns= holds {c!r}, which is not a Column; write e.g. "
+                    "Column('amount', dtype='float', min=0)."
+                )
+        names = [c.name for c in self.columns]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise DefinitionError(
+                f"{where}: columns {dupes} are declared more than once; merge their rules "
+                "into one Column each."
+            )
+        key = self.unique_key
+        if any(not isinstance(k, str) or not k for k in key) or len(set(key)) != len(key):
+            raise DefinitionError(
+                f"{where}: unique_key={list(key)!r} must name distinct columns, e.g. "
+                "unique_key=['CUSTOMER_ID', 'TX_DATETIME']."
+            )
 
     def to_spec(self) -> dict[str, Any]:
         return {

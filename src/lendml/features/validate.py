@@ -122,6 +122,37 @@ def validate_view(view: FeatureView, schema: pa.Schema) -> None:
         pass
 
 
+def validate_source_rules(source: Source, schema: pa.Schema) -> None:
+    """Refuse column rules that cannot apply to the source's columns.
+
+    The rules themselves are checked on the data by :mod:`lendml.features.data_checks`;
+    this only checks that each names an existing column and that its bounds and allowed
+    values are of the column's kind (a number bound on a string column can never pass).
+    """
+    where = f"Source {source.name or source.path!r}"
+    for name in (*(c.name for c in source.columns), *source.unique_key):
+        if name not in schema.names:
+            raise DefinitionError(
+                f"{where} declares rules for column {name!r}, which its data lacks. "
+                f"Existing columns: {', '.join(schema.names)}.",
+                source=source.path,
+            )
+    for col in source.columns:
+        if col.dtype is not None:
+            continue  # the Column checked its bounds against dtype; the data check checks dtype
+        actual = arrow_kind(schema.field(col.name).type)
+        for rule, kind in col.rule_kinds.items():
+            fits = kind == actual or (kind == "str" and actual == "time" and rule == "isin")
+            if not fits:
+                value = getattr(col, rule)
+                raise DefinitionError(
+                    f"{where}: Column {col.name!r} {rule}={value!r} cannot apply to a column "
+                    f"of type {schema.field(col.name).type}; give {rule} values of the "
+                    "column's kind, or set dtype= to state the type you expect.",
+                    source=source.path,
+                )
+
+
 def validate_service(service: FeatureService, kinds_by_view: dict[str, dict[str, str]]) -> None:
     """Refuse a service whose derived features read names it does not provide."""
     check_leakage(service)
@@ -169,6 +200,7 @@ def validate_definitions(
     kinds: dict[str, dict[str, str]] = {}
     for view in views:
         schema = source_schema(view.source, resolve_path)
+        validate_source_rules(view.source, schema)
         validate_view(view, schema)
         schemas[view.name] = schema
         kinds[view.name] = feature_kinds(view, schema)
