@@ -428,7 +428,8 @@ class Registry:
             except MlflowException as exc:
                 if error_code(exc) != ALREADY_EXISTS:
                     raise
-            for mv in self._search_versions(f"name = '{name}' and run_id = '{run_id}'"):
+            same_run = f"name = '{name}' and run_id = '{run.info.run_id}'"
+            for mv in self._search_versions(same_run):
                 if mv.source == source and (mv.tags or {}).get(T.MANIFEST_SHA256_TAG) == sha:
                     log.info("Run %s is already %s version %s", run_id, name, mv.version)
                     return self.get_version(name, int(mv.version))

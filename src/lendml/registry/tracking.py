@@ -197,7 +197,8 @@ class Run:
                     self.run_id, params=items[start : start + _PARAMS_PER_BATCH], synchronous=True
                 )
         if truncated:
-            earlier = self._client.get_run(self.run_id).data.tags.get(T.TRUNCATED_PARAMS_TAG)
+            with backend_errors(f"read tags of run {self.run_id!r}", self._uri):
+                earlier = self._client.get_run(self.run_id).data.tags.get(T.TRUNCATED_PARAMS_TAG)
             keys = sorted({*(earlier.split(",") if earlier else []), *truncated})
             self.set_tags({T.TRUNCATED_PARAMS_TAG: ",".join(keys)})
 
