@@ -155,3 +155,12 @@ def test_artifact_is_readable_json_and_markdown(card, credit, tmp_path):
     np.testing.assert_allclose(
         loaded.points(credit.X_test), card.points(credit.X_test), rtol=0, atol=1e-12
     )
+
+
+def test_features_without_signal_are_dropped_even_without_an_iv_floor(credit):
+    X = credit.X.assign(constant=1.0, empty=np.nan)
+    model = ScorecardModel(min_iv=0.0).fit(X, credit.y)
+    assert model.information_values_["constant"] == 0.0
+    assert model.information_values_["empty"] == 0.0
+    assert {"constant", "empty"} <= set(model.dropped_features_)
+    assert {"dti", "utilization"} <= set(model.selected_features_)

@@ -318,8 +318,10 @@ class ScorecardModel(Model):
         ]
         dropped = {
             b.name: f"information value {b.iv:.4f} < min_iv {self.min_iv}"
-            for b in binned
             if b.iv < self.min_iv
+            else "information value 0: a single bin, no signal"
+            for b in binned
+            if b.iv < self.min_iv or b.iv <= 0
         }
         kept = [b for b in binned if b.name not in dropped]
         coefs, intercept = np.zeros(0), 0.0
@@ -364,6 +366,17 @@ class ScorecardModel(Model):
     ) -> FeatureBins:
         from optbinning import OptimalBinning  # imported here: loading a card needs none
 
+        if np.isnan(values).all():  # nothing to bin (optbinning would divide by zero)
+            return FeatureBins(
+                name=name,
+                kind=kind,
+                trend="none",
+                iv=0.0,
+                woe=() if kind == "categorical" else (0.0,),
+                missing_woe=0.0,
+                counts=(len(values),) if kind == "categorical" else (0, len(values)),
+                bads=(int(label.sum()),) if kind == "categorical" else (0, int(label.sum())),
+            )
         if kind == "categorical":
             levels = np.asarray(categories, dtype=object)
             missing = np.isnan(values)
@@ -386,7 +399,10 @@ class ScorecardModel(Model):
         try:
             optb.fit(x, label.astype(np.int64))
         except (ValueError, RuntimeError) as exc:
-            raise TrainingError(f"Binning feature {name!r} failed: {exc}") from exc
+            raise TrainingError(
+                f"Binning feature {name!r} failed: {exc} Fix or drop the feature's values "
+                "(e.g. clip infinite values) and train again."
+            ) from exc
         table = optb.binning_table
         # optbinning's table: the bins, then a special-codes bin (unused here), then missing.
         n_bad = np.asarray(table.n_event, dtype=np.float64)

@@ -151,6 +151,16 @@ class TorchMLPModel(Model):
     -----
     Monotone constraints are refused (:class:`~lendml.errors.ConfigError`): the network
     cannot guarantee them. LightGBM and the scorecard honour them.
+
+    Examples
+    --------
+    >>> import numpy as np, pandas as pd
+    >>> rng = np.random.default_rng(0)
+    >>> X = pd.DataFrame({"dti": rng.normal(size=300), "housing": rng.choice(["own", "rent"], 300)})
+    >>> y = (rng.uniform(size=300) < 0.2 + 0.4 * (X["housing"] == "rent")).astype(int)
+    >>> net = TorchMLPModel(hidden=(16,), max_epochs=5).fit(X, y)
+    >>> net.predict_proba(X.head(2)).shape
+    (2, 2)
     """
 
     kind = "torch_mlp"
