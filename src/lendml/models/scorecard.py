@@ -341,7 +341,8 @@ class ScorecardModel(Model):
             kept.pop(worst)
         if not kept:
             raise TrainingError(
-                f"No feature is predictive enough for a scorecard: {dropped!r}. Lower "
+                f"No feature is predictive enough for a scorecard: "
+                f"{dict(list(dropped.items())[:5])!r}{' …' if len(dropped) > 5 else ''}. Lower "
                 f"min_iv (now {self.min_iv!r}) or add features."
             )
         self.schema_ = schema
