@@ -302,3 +302,15 @@ def test_history_replay_skips_failed_and_unconfirmed_events():
     rolled = [*events, _event(3, "rollback", 1, 2)]
     assert holders(rolled, "champion", 1) == [1]
     assert holders(events, "shadow", None) == []
+
+
+def test_a_corrupted_history_is_reported_not_skipped(registry, log_run):
+    name = "corrupt"
+    registry.register(log_run()[0], name)
+    registry.promote(name, 1, reason="baseline")
+    registry._client.set_registered_model_tag(name, "lendml.history.000009-beef00", "{oops")
+    with pytest.raises(RegistryError, match=r"'lendml\.history\.000009-beef00' is not a valid"):
+        registry.history(name)
+    with pytest.raises(RegistryError, match="delete the tag"):
+        registry.rollback(name, reason="x")  # fails closed on an unreadable history
+    assert registry.resolve(name).version == 1

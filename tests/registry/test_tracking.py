@@ -218,3 +218,20 @@ def test_settings_with_credentials_are_not_echoed(tmp_path):
     secret = TrackingSettings(uri="postgresql://ana:s3cret@db.internal:5432/mlflow")
     tracker = Tracker(secret, root=tmp_path)
     assert "s3cret" not in repr(tracker) and "ana:***@" in repr(tracker)
+
+
+def test_artifact_root_resolution(tmp_path):
+    from lendml.registry._backend import resolve_artifact_root, resolve_tracking_uri
+
+    assert resolve_artifact_root("data/art", tmp_path) == (tmp_path / "data" / "art").as_uri()
+    assert resolve_artifact_root("s3://bucket/lendml", tmp_path) == "s3://bucket/lendml"
+    assert resolve_artifact_root("", tmp_path) is None
+    # a local folder means nothing to a tracking server: the server's store is used
+    assert resolve_artifact_root("data/art", tmp_path, "https://mlflow.internal") is None
+    absolute = f"sqlite:///{tmp_path / 'abs' / 'x.db'}"
+    assert resolve_tracking_uri(absolute, tmp_path / "elsewhere") == absolute
+    assert (tmp_path / "abs").is_dir()  # SQLite does not create folders; lendml does
+    assert resolve_tracking_uri("sqlite:///rel/x.db?timeout=20", tmp_path) == (
+        f"sqlite:///{tmp_path.resolve() / 'rel' / 'x.db'}?timeout=20"
+    )
+    assert resolve_tracking_uri("http://h:5000", tmp_path) == "http://h:5000"

@@ -8,6 +8,7 @@ tracking URI and one active run; lendml never uses it).
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -21,8 +22,11 @@ if TYPE_CHECKING:
 
     from lendml.core.config import TrackingSettings
 
+log = logging.getLogger(__name__)
+
 _SCHEME = re.compile(r"^(?P<scheme>[A-Za-z][A-Za-z0-9+.-]+):")
 _SECRET_IN_URI = re.compile(r"(?P<head>//[^/:@]+):[^/@]+@")
+_SERVERS = ("http://", "https://", "databricks")
 NOT_FOUND = "RESOURCE_DOES_NOT_EXIST"
 ALREADY_EXISTS = "RESOURCE_ALREADY_EXISTS"
 
@@ -58,9 +62,22 @@ def resolve_tracking_uri(uri: str, root: Path) -> str:
     return uri
 
 
-def resolve_artifact_root(artifacts: str, root: Path) -> str | None:
-    """The artifact root as a URI: a path resolves under ``root``; empty means the server's."""
+def resolve_artifact_root(artifacts: str, root: Path, tracking_uri: str = "") -> str | None:
+    """The artifact root as a URI, or ``None`` to let the tracking server choose.
+
+    A path resolves under ``root`` — unless the tracking URI is a server (``http(s)://``,
+    ``databricks``): a folder on this machine would be recorded on the server where other
+    machines could not read it, so the server's own artifact store is used instead.
+    """
     if not artifacts:
+        return None
+    if not has_scheme(artifacts) and tracking_uri.startswith(_SERVERS):
+        log.info(
+            "tracking.artifacts %r is a local folder but the tracking URI %r is a server; "
+            "using the server's artifact store.",
+            artifacts,
+            redact(tracking_uri),
+        )
         return None
     if has_scheme(artifacts):
         return artifacts

@@ -166,6 +166,10 @@ def decode(key: str, value: str) -> PromotionEvent:
         seq = int(key[len(HISTORY_TAG_PREFIX) :].split("-", 1)[0])
         body = json.loads(value)
         previous = body["previous_version"]
+        if body["action"] not in ("promote", "rollback"):
+            raise ValueError(f"unknown action {body['action']!r}")
+        if body.get("state", "done") not in ("pending", "done", "failed"):
+            raise ValueError(f"unknown state {body['state']!r}")
         return PromotionEvent(
             alias=str(body["alias"]),
             version=int(body["version"]),

@@ -338,7 +338,7 @@ class Tracker:
         with backend_errors(f"read or create experiment {name!r}", self.tracking_uri):
             exp = self._client.get_experiment_by_name(name)
             if exp is None:
-                base = resolve_artifact_root(self.settings.artifacts, self.root)
+                base = resolve_artifact_root(self.settings.artifacts, self.root, self.tracking_uri)
                 slug = re.sub(r"[^A-Za-z0-9_.-]+", "-", name).strip("-") or "experiment"
                 location = None if base is None else f"{base.rstrip('/')}/{slug}"
                 try:
