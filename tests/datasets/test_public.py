@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import replace
+from pathlib import Path
 
 import pandas as pd
 import pyarrow as pa
@@ -253,54 +255,71 @@ def test_export_taiwan_with_statements(tmp_path, taiwan):
     assert meta["statements"]["timestamp"] == "statement_at"
 
 
-# ------------------------------------------------------------------ a project over LC
+# ------------------------------------------------------------------ the docs' projects
+
+DOCS = Path(__file__).resolve().parents[2] / "docs" / "datasets.md"
 
 
-LC_FEATURES = """
-from lendml import Entity, Feature, FeatureService, FeatureView, Source
-
-loan = Entity("loan", key="row_id")
-loans = Source.parquet(
-    {path!r},
-    timestamp="issued_at",
-    post_outcome={post_outcome!r},
-)
-application = FeatureView(
-    "application", entity=loan, source=loans,
-    features=[{features}],
-)
-lc_v1 = FeatureService("lc_v1", [application])
-"""
+def _doc_block(heading: str) -> str:
+    """The first Python block after ``heading`` in docs/datasets.md."""
+    text = DOCS.read_text()
+    after = text[text.index(heading) :]
+    return after.split("```python\n", 1)[1].split("```", 1)[0]
 
 
-def _lc_project(tmp_path, parquet, post_outcome, features):
-    p = Project.init(tmp_path / "lc_project")
-    feats = ", ".join(f"Feature({c!r})" for c in features)
-    (p.root / "features.py").write_text(
-        LC_FEATURES.format(path=str(parquet), post_outcome=post_outcome, features=feats)
-    )
-    return p
-
-
-def test_lc_project_refuses_a_leakage_column_at_apply(tmp_path, lending_club):
-    parquet = export(lending_club, tmp_path / "lc")
-    meta = json.loads((tmp_path / "lc" / "dataset.json").read_text())
-    with _lc_project(
-        tmp_path, parquet, meta["source"]["post_outcome"], ["int_rate", "last_pymnt_amnt"]
-    ) as p:
+def test_docs_lc_project_applies_and_refuses_a_leakage_feature(tmp_path, lending_club):
+    p = Project.init(tmp_path / "lc")
+    export(lending_club, p.root / "data" / "lc")
+    features = _doc_block("## A feature project over Lending Club")
+    meta = json.loads((p.root / "data" / "lc" / "dataset.json").read_text())
+    for column in meta["source"]["post_outcome"]:  # the docs declare every leakage column
+        assert repr(column) in features.replace('"', "'")
+    (p.root / "features.py").write_text(features)
+    with p:
+        report = p.apply()  # the Column rules hold on the real data
+        assert "feature_services:lc_v1" in report["added"]
+        spine = lending_club.frame[["row_id", "issued_at"]].iloc[[0, 1, 40_000]]
+        ts = p.training_set("lc_v1", spine.rename(columns={"issued_at": "as_of"})).to_pandas()
+        assert (
+            ts["int_rate"].tolist() == lending_club.frame["int_rate"].iloc[[0, 1, 40_000]].tolist()
+        )
+        catalog = p.catalog.path.read_bytes()
+        leaky = features.replace('Feature("term")]', 'Feature("term"), Feature("last_pymnt_amnt")]')
+        assert leaky != features
+        (p.root / "features.py").write_text(leaky)
         with pytest.raises(LeakageError, match=r"'last_pymnt_amnt'.*post_outcome"):
             p.apply()
-        assert not p.catalog.path.exists() or not p.list_feature_services()
-    clean_root = tmp_path / "clean"
-    clean_root.mkdir()
-    with _lc_project(clean_root, parquet, LC_LEAKAGE, ["int_rate", "fico_range_low"]) as p:
-        report = p.apply()
-        assert "feature_services:lc_v1" in report["added"]
-        spine = lending_club.frame[["row_id", "issued_at"]].head(3)
-        spine = spine.rename(columns={"issued_at": "as_of"})
-        ts = p.training_set("lc_v1", spine).to_pandas()
-        expected = lending_club.frame.head(3)["int_rate"].tolist()
-        assert ts["int_rate"].tolist() == expected
+        assert p.catalog.path.read_bytes() == catalog  # nothing recorded
+
+
+def test_docs_lc_rules_catch_a_broken_file(tmp_path, lending_club):
+    p = Project.init(tmp_path / "lc")
+    broken = lending_club.frame.copy()
+    broken.loc[[3, 7], "int_rate"] = -1.0
+    export(replace(lending_club, frame=broken), p.root / "data" / "lc")
+    (p.root / "features.py").write_text(_doc_block("## A feature project over Lending Club"))
+    with p, pytest.raises(DataValidationError) as info:
+        p.apply()
+    assert "column 'int_rate', rule min=0: 2 of 59,157 rows fail; sample bad values: [-1.0]" in str(
+        info.value
+    )
+
+
+def test_docs_taiwan_windows_match_the_wide_columns(tmp_path, taiwan):
+    p = Project.init(tmp_path / "tw")
+    export(taiwan, p.root / "data" / "taiwan", statements=True)
+    (p.root / "features.py").write_text(_doc_block("## Windowed features over the Taiwan"))
+    with p:
+        p.apply()
+        wide = taiwan.frame.iloc[[0, 1, 2, 29_999]]
+        spine = wide[["ID", "snapshot_at"]].rename(columns={"snapshot_at": "as_of"})
+        out = p.training_set("taiwan_v1", spine).to_pandas()
+    bills = wide[["BILL_AMT1", "BILL_AMT2", "BILL_AMT3"]]
+    assert out["avg_bill_3m"].tolist() == pytest.approx(bills.mean(axis=1).tolist())
+    status = wide[["PAY_0", "PAY_2", "PAY_3"]].max(axis=1)
+    assert out["worst_status_3m"].tolist() == status.tolist()
+    paid = wide[[f"PAY_AMT{i}" for i in range(1, 7)]].sum(axis=1)
+    assert out["paid_6m"].tolist() == pytest.approx(paid.tolist())
 
 
 # ------------------------------------------------------------------ CLI

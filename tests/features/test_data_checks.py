@@ -494,3 +494,41 @@ def test_materialize_checks_the_data_before_writing(project):
     assert report.total_offline_rows() > 0
     state = json.loads((offline / "_materialized.json").read_text())
     assert "spend" in state
+
+
+# ------------------------------------------------------------------ the docs' example
+
+
+def test_docs_example_message(engine, tmp_path):
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "features.md").read_text()
+    section = doc[doc.index("### Data rules on sources") :]
+    code = section.split("```python\n", 1)[1].split("```", 1)[0]
+    shown = section.split("```text\n", 1)[1].split("```", 1)[0].splitlines()
+    n = 1_000
+    amount = np.linspace(1.0, 500.0, n)
+    amount[[10, 20, 30]] = [-1.0, -2.0, -3.0]
+    channel = np.array(["web", "app", "pos"] * 334)[:n].astype(object)
+    channel[100:108] = "fax"
+    channel[200:204] = "tel"
+    path = tmp_path / "transactions.parquet"
+    pq.write_table(
+        pa.table(
+            {
+                "TRANSACTION_ID": np.arange(n),
+                "TX_DATETIME": pa.array(1_514_764_800_000_000 + np.arange(n) * 60_000_000, UTC_US),
+                "TX_AMOUNT": amount,
+                "CHANNEL": pa.array(channel, pa.string()),
+                "CARD_ID": np.arange(n) + 10_000,
+            }
+        ),
+        path,
+    )
+    namespace: dict = {}
+    exec(code.replace("data/transactions.parquet", str(path)), namespace)
+    with pytest.raises(DataValidationError) as info:
+        validate_source_data(engine, [namespace["tx"]], str)
+    lines = str(info.value).splitlines()
+    assert lines[1:] == shown[1:]
+    assert lines[0] == shown[0].replace("data/transactions.parquet", str(path)).removeprefix(
+        "DataValidationError: "
+    )
