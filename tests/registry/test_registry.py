@@ -105,7 +105,8 @@ def test_registering_the_same_run_again_returns_the_same_version(registry, log_r
     run_id, _ = log_run()
     first = registry.register(run_id, "same_run")
     second = registry.register(run_id, "same_run")
-    assert first.version == second.version == 1
+    third = registry.register(run_id, "same_run", artifact_path="./model/")
+    assert first.version == second.version == third.version == 1
     assert [v.version for v in registry.get_model("same_run").versions] == [1]
 
 

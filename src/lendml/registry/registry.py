@@ -44,7 +44,7 @@ from lendml.registry._backend import (
     redact,
 )
 from lendml.registry.history import PromotionEvent
-from lendml.registry.tracking import current_user, download_run_artifacts
+from lendml.registry.tracking import artifact_name, current_user, download_run_artifacts
 
 if TYPE_CHECKING:
     from mlflow.entities.model_registry import ModelVersion, RegisteredModel
@@ -411,7 +411,7 @@ class Registry:
                 "registered. Re-run training and register the new run.",
                 run_id=run_id,
             )
-        source = f"{run.info.artifact_uri.rstrip('/')}/{artifact_path.strip('/')}"
+        source = f"{run.info.artifact_uri.rstrip('/')}/{artifact_name(artifact_path)}"
         with tempfile.TemporaryDirectory(prefix="lendml-register-") as tmp:
             local = download_run_artifacts(
                 self._client, run_id, artifact_path, Path(tmp), tracking_uri=self.tracking_uri

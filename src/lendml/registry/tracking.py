@@ -82,7 +82,7 @@ def _ms_to_datetime(ms: int | None) -> datetime | None:
     return None if ms is None else datetime.fromtimestamp(ms / 1000, tz=UTC)
 
 
-def _artifact_name(name: str | os.PathLike[str], what: str = "artifact name") -> str:
+def artifact_name(name: str | os.PathLike[str], what: str = "artifact name") -> str:
     """``name`` as a relative POSIX path inside a run's artifacts, or a ConfigError."""
     text = str(name).replace("\\", "/")
     parts = PurePosixPath(text).parts
@@ -244,7 +244,7 @@ class Run:
 
     def log_text(self, text: str, name: str) -> None:
         """Write ``text`` (UTF-8) as the artifact file ``name`` (e.g. ``"report.md"``)."""
-        artifact = _artifact_name(name)
+        artifact = artifact_name(name)
         with backend_errors(f"log artifact {artifact!r} of run {self.run_id!r}", self._uri):
             self._client.log_text(self.run_id, text, artifact)
 
@@ -262,7 +262,7 @@ class Run:
                 f"log_artifacts needs a folder; {str(folder)!r} is not one. Pass the folder "
                 "that holds the files to log."
             )
-        dest = None if artifact_path in (None, "") else _artifact_name(artifact_path)
+        dest = None if artifact_path in (None, "") else artifact_name(artifact_path)
         with backend_errors(f"log artifacts of run {self.run_id!r}", self._uri):
             self._client.log_artifacts(self.run_id, str(folder), dest)
 
@@ -497,7 +497,7 @@ def download_run_artifacts(
     client: MlflowClient, run_id: str, path: str, dst: Path, *, tracking_uri: str
 ) -> Path:
     """Download a run's artifact through ``client``; a missing artifact is an ArtifactError."""
-    artifact = _artifact_name(path, "artifact path")
+    artifact = artifact_name(path, "artifact path")
     dst.mkdir(parents=True, exist_ok=True)
     try:
         with backend_errors(f"download {artifact!r} of run {run_id!r}", tracking_uri):
