@@ -263,6 +263,8 @@ def test_rules_must_fit_the_source_schema(tmp_path):
     validate_source_rules(
         source("x", Column("ts", isin=("2024-01-01",)), unique_key=["ts"]), schema
     )
+    with pytest.raises(DefinitionError, match=r"Column 'ts' isin value 'monday'"):
+        validate_source_rules(source("x", Column("ts", isin=("monday",))), schema)
 
 
 def test_declared_rules_and_pandera_schema():

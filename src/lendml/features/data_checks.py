@@ -173,7 +173,7 @@ def _fails(rule: Rule, table: ir.Table) -> ir.BooleanColumn:
     if rule.kind == "isin":
         allowed = [_literal(v, col) for v in rule.value]
         return ~missing & ~col.isin(allowed)
-    raise ValueError(f"not a row-level rule: {rule.kind!r}")  # pragma: no cover
+    raise DefinitionError(f"Rule {rule.label} is not a row-level rule.")  # pragma: no cover
 
 
 def _duplicates(rule: Rule, table: ir.Table) -> ir.Table:

@@ -14,7 +14,8 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.dataset as pads
 
-from lendml.errors import DataValidationError, DefinitionError
+from lendml.core.timeutil import to_utc_timestamp
+from lendml.errors import ConfigError, DataValidationError, DefinitionError
 from lendml.features.definitions import (
     DerivedView,
     Entity,
@@ -151,6 +152,12 @@ def validate_source_rules(source: Source, schema: pa.Schema) -> None:
                     "column's kind, or set dtype= to state the type you expect.",
                     source=source.path,
                 )
+        if col.rule_kinds.get("isin") == "str" and actual == "time":
+            for value in col.isin or ():
+                try:
+                    to_utc_timestamp(value, what=f"{where} Column {col.name!r} isin value")
+                except ConfigError as exc:
+                    raise DefinitionError(exc.message, source=source.path) from exc
 
 
 def validate_service(service: FeatureService, kinds_by_view: dict[str, dict[str, str]]) -> None:
