@@ -134,19 +134,18 @@ class Bins:
         """Rows of ``values`` in each bin, in :attr:`labels` order."""
         s = values if isinstance(values, pd.Series) else pd.Series(np.asarray(values))
         k = len(self.reference_counts)
-        missing = s.isna().to_numpy()
         if self.kind == "numeric":
+            missing = s.isna().to_numpy()
             x = _numeric(s, name=self.name)
-            idx = assign(x, np.asarray(self.cuts, dtype=float))
-        else:
-            present = s[~missing].astype(str)
-            codes = pd.Index(list(self.levels), dtype=object).get_indexer(
-                present.to_numpy(dtype=object)
-            )
-            idx = np.full(len(s), k - 1, dtype=np.int64)
-            idx[~missing] = np.where(codes < 0, k - 2, codes)
-        idx = np.where(missing, k - 1, idx)
-        return np.bincount(idx, minlength=k)
+            idx = np.where(missing, k - 1, assign(x, np.asarray(self.cuts, dtype=float)))
+            return np.bincount(idx, minlength=k)
+        # Count each distinct value once, then map its string to a level: no per-row strings.
+        out = np.zeros(k, dtype=np.int64)
+        position = {level: i for i, level in enumerate(self.levels)}
+        for text, count in _string_counts(s).items():
+            out[position.get(text, k - 2)] += count
+        out[k - 1] = int(s.isna().sum())
+        return out
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON: format version, kind, cut points or levels, reference counts."""
@@ -187,6 +186,15 @@ class Bins:
             reference_counts=counts,
             name=None if name is None else str(name),
         )
+
+
+def _string_counts(s: pd.Series) -> dict[str, int]:
+    """Rows per distinct non-missing value, keyed by the value as a string."""
+    out: dict[str, int] = {}
+    for value, count in s.value_counts(dropna=True, sort=False).items():
+        key = str(value)
+        out[key] = out.get(key, 0) + int(count)
+    return out
 
 
 def _as_count(value: Any) -> int:
@@ -268,7 +276,7 @@ def fit_bins(
     elif kind == "categorical":
         if isinstance(max_levels, bool) or not isinstance(max_levels, int) or max_levels < 1:
             raise ConfigError(f"max_levels must be an integer >= 1; got {max_levels!r}.")
-        freq = s.dropna().astype(str).value_counts()
+        freq = _string_counts(s)
         # Most frequent first; ties by name, so the same data always gives the same bins.
         order = sorted(freq.items(), key=lambda kv: (-kv[1], kv[0]))[:max_levels]
         levels = tuple(sorted(level for level, _ in order))
