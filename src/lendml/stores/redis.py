@@ -123,8 +123,6 @@ def _secrets(url: str) -> list[str]:
     try:
         parts = urlsplit(url)
         found = [parts.password or "", unquote(parts.password or "")]
-        if parts.username and parts.password is None:
-            found.append(parts.username)  # "redis://secret@host": treat it as secret
         found += [v for k, v in parse_qsl(parts.query) if "password" in k.lower()]
     except ValueError:
         return [url]
@@ -142,12 +140,12 @@ class RedisOnlineStore(OnlineStore):
     ----------
     url
         ``redis://[[user]:password@]host[:port][/db]``, ``rediss://`` for TLS, or
-        ``unix:///path/redis.sock?db=N``. Keep passwords out of ``lendml.yaml``: pass the URL
-        from the environment. Every message and log line shows the URL with its password
-        masked.
+        ``unix:///path/redis.sock?db=N``. Every message, log line and ``repr`` shows the URL
+        with its password masked (``url`` holds the masked form); keep passwords out of
+        committed files (see ``docs/online-stores.md``).
     namespace
-        Prefix of every key, so several projects can share one database; a project uses its
-        name.
+        Prefix of every key, so several stores can share one database without sharing
+        keys.
     timeout
         Seconds to wait for a connection and for each reply.
     chunk
