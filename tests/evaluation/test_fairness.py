@@ -137,5 +137,5 @@ def test_fairness_refusals(kwargs, match):
 
 
 def test_protected_rows_must_match():
-    with pytest.raises(ConfigError, match="protected has 1 rows but y_true has 2"):
+    with pytest.raises(ConfigError, match="protected has 1 rows but score has 2"):
         fair_lending([0.1, 0.2], pd.DataFrame({"sex": ["F"]}), cutoff=0.5)

@@ -144,7 +144,7 @@ def check_both_classes(y: np.ndarray, *, name: str = "y_true") -> None:
         )
 
 
-def check_frame(frame: Any, *, name: str, n: int) -> pd.DataFrame:
+def check_frame(frame: Any, *, name: str, n: int, against: str = "y_true") -> pd.DataFrame:
     """A DataFrame (a Series becomes a one-column frame) with ``n`` rows."""
     if isinstance(frame, pd.Series):
         frame = frame.to_frame(name=frame.name if frame.name is not None else name)
@@ -155,8 +155,8 @@ def check_frame(frame: Any, *, name: str, n: int) -> pd.DataFrame:
         )
     if len(frame) != n:
         raise ConfigError(
-            f"{name} has {len(frame):,} rows but y_true has {n:,}: every input must describe "
-            "the same rows, in the same order."
+            f"{name} has {len(frame):,} rows but {against} has {n:,}: every input must "
+            "describe the same rows, in the same order."
         )
     return frame.reset_index(drop=True)
 

@@ -278,7 +278,7 @@ def fair_lending(
     """
     s = as_scores(score, name="score")
     n = len(s)
-    frame = check_frame(protected, name="protected", n=n)
+    frame = check_frame(protected, name="protected", n=n, against="score")
     y = as_labels(y_true, name="y_true") if y_true is not None else None
     if y is not None and len(y) != n:
         raise ConfigError(

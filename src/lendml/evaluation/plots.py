@@ -1,11 +1,14 @@
 """The report's figures as inline SVG, drawn with matplotlib without touching its global state.
 
-Figures are built on :class:`matplotlib.figure.Figure` directly (no ``pyplot``, no
-``matplotlib.use``): nothing here changes the backend other code uses, and no window or
-GUI toolkit is ever involved. The SVG keeps text as text (small, searchable, crisp in
-print) and drops the XML prolog, DOCTYPE, metadata and namespace URIs, so the report holds
-no ``http(s)://`` reference at all; element ids are salted per figure so that several
-figures can share one page.
+Figures are built on :class:`matplotlib.figure.Figure` directly, each on its own Agg
+canvas (no ``pyplot``, no ``matplotlib.use``): nothing here changes the backend other code
+uses, and no window or GUI toolkit is ever involved. The SVG is written by matplotlib's
+SVG printer for that one call; ``svg.fonttype`` and ``svg.hashsalt`` are set inside
+``matplotlib.rc_context``, which restores the global settings on exit.
+
+The SVG keeps text as text (small, searchable, crisp in print) and drops the XML prolog,
+DOCTYPE, metadata and namespace URIs, so the report holds no ``http(s)://`` reference at
+all; element ids are salted per figure so that several figures can share one page.
 """
 
 from __future__ import annotations
@@ -36,10 +39,18 @@ _METADATA = re.compile(r"<metadata>.*?</metadata>\s*", re.DOTALL)
 _XMLNS = re.compile(r'\s+xmlns(:xlink)?="[^"]*"')
 
 
-def _figure(width: float = 6.4, height: float = 3.8) -> tuple[Figure, Axes]:
+def _new_figure(width: float, height: float) -> Figure:
+    """A figure on its own Agg canvas: no pyplot, no global backend switch."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
     fig = Figure(figsize=(width, height), layout="constrained")
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def _figure(width: float = 6.4, height: float = 3.8) -> tuple[Figure, Axes]:
+    fig = _new_figure(width, height)
     ax = fig.subplots()
     ax.grid(True, color=GRID, linewidth=0.6)
     ax.set_axisbelow(True)
@@ -104,9 +115,7 @@ def reliability_svg(cal: Calibration) -> str:
 
 def gains_svg(gains: pd.DataFrame) -> str:
     """Cumulative share of bads captured by band, with the lift of each band."""
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(8.4, 3.8), layout="constrained")
+    fig = _new_figure(8.4, 3.8)
     ax1, ax2 = fig.subplots(1, 2)
     for ax in (ax1, ax2):
         ax.grid(True, color=GRID, linewidth=0.6)
