@@ -179,6 +179,17 @@ def test_model_card_mentions_every_section(ev, tmp_path):
     assert Path(path).read_text() == card
 
 
+def test_other_info_keys_are_listed_readably():
+    rng = np.random.default_rng(1)
+    p = rng.uniform(0.01, 0.6, 300)
+    y = (rng.uniform(size=300) < p).astype(int)
+    info = {"excluded": {"immature": 12, "no_label": 3}, "tags": ["a", "b"]}
+    ev = evaluate(y, p, info=info)
+    card = ev.model_card()
+    assert "| excluded | immature: 12; no_label: 3 |" in card and "| tags | a, b |" in card
+    assert "<th>excluded</th><td>immature: 12; no_label: 3</td>" in ev.to_html()
+
+
 def test_minimal_evaluation_says_what_was_not_assessed():
     rng = np.random.default_rng(0)
     p = rng.uniform(0.01, 0.6, 500)

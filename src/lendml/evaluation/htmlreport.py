@@ -48,6 +48,9 @@ _LABELS = {
     "immature_labels": "Rows left out (immature labels)",
 }
 
+#: Facts shown under their own heading; any other ``info`` key is listed as it is.
+KNOWN_INFO = frozenset(_LABELS) | {"data_windows", "limitations"}
+
 
 def fmt(value: Any, column: str = "") -> str:
     """One cell: ints with separators, rates as %, p-values in 3 significant digits."""
@@ -95,6 +98,15 @@ def _pairs(items: list[tuple[str, Any]]) -> dict[str, Any]:
     return table(pd.DataFrame(items, columns=["figure", "value"]).astype({"value": object}))
 
 
+def plain(value: Any) -> str:
+    """A fact as one line: mappings as ``k: v; ...``, lists comma-separated."""
+    if isinstance(value, dict):
+        return "; ".join(f"{k}: {plain(v)}" for k, v in value.items())
+    if isinstance(value, list | tuple):
+        return ", ".join(plain(v) for v in value)
+    return fmt(value)
+
+
 def _facts(info: dict[str, Any]) -> list[tuple[str, str]]:
     out = []
     for key, label in _LABELS.items():
@@ -102,12 +114,12 @@ def _facts(info: dict[str, Any]) -> list[tuple[str, str]]:
             out.append((label, fmt(info[key])))
     windows = info.get("data_windows")
     if isinstance(windows, dict):
-        out.extend((f"Data window: {k}", str(v)) for k, v in windows.items())
+        out.extend((f"Data window: {k}", plain(v)) for k, v in windows.items())
     elif windows is not None:
-        out.append(("Data windows", str(windows)))
+        out.append(("Data windows", plain(windows)))
     for key, value in info.items():
-        if key not in _LABELS and key not in ("data_windows", "limitations"):
-            out.append((key, str(value)))
+        if key not in KNOWN_INFO:
+            out.append((key, plain(value)))
     return out
 
 

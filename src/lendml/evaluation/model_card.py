@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from lendml.evaluation.htmlreport import fmt
+from lendml.evaluation.htmlreport import KNOWN_INFO, fmt, plain
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -66,9 +66,9 @@ def render_model_card(ev: Evaluation) -> str:
     out += ["## Data windows", ""]
     windows = info.get("data_windows")
     if isinstance(windows, dict) and windows:
-        out += _kv([(str(k), str(v)) for k, v in windows.items()])
+        out += _kv([(str(k), plain(v)) for k, v in windows.items()])
     else:
-        out.append(str(windows) if windows else "Not stated.")
+        out.append(plain(windows) if windows else "Not stated.")
     out += ["", f"Evaluated rows: {ev.n:,}, of which {ev.n_bad:,} bad ({ev.bad_rate:.2%}).", ""]
     if info.get("immature_labels"):
         out += [f"Rows left out with immature labels: {info['immature_labels']:,}.", ""]
@@ -84,6 +84,7 @@ def render_model_card(ev: Evaluation) -> str:
         )
         if info.get(key) is not None
     ]
+    lineage += [(str(k), plain(v)) for k, v in info.items() if k not in KNOWN_INFO]
     out += _kv(lineage) if lineage else ["Not stated."]
     out.append("")
 

@@ -50,22 +50,6 @@ from lendml.evaluation.stability import (
 )
 
 JSON_FORMAT = "lendml.evaluation/1"
-#: The ``info`` keys the report and the model card know by name; others are listed as-is.
-INFO_KEYS = (
-    "model_name",
-    "model_version",
-    "model_kind",
-    "run_id",
-    "feature_service",
-    "feature_service_version",
-    "training_set_fingerprint",
-    "label_definition",
-    "data_windows",
-    "intended_use",
-    "owner",
-    "immature_labels",
-    "limitations",
-)
 #: Fewer bads than this in the evaluated sample: intervals are wide, said in limitations.
 FEW_BADS = 100
 #: Relative gap between mean P(bad) and the bad rate above which calibration-in-the-large
