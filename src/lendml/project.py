@@ -14,6 +14,7 @@ True
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections.abc import Iterable, Mapping
 from functools import cached_property
@@ -347,7 +348,7 @@ class Project:
         """Tracked runs (MLflow, per ``tracking:`` in lendml.yaml)."""
         from lendml.registry.tracking import Tracker
 
-        return Tracker(self.config.tracking, root=self.root)
+        return Tracker(self.config.tracking, root=self.root, default_experiment=self.config.name)
 
     @cached_property
     def registry(self) -> Registry:
@@ -390,14 +391,33 @@ class Project:
         frame = ts.to_pandas()
         sort_cols = [config.as_of, *[e.key for e in svc.entities]]
         frame = frame.sort_values(sort_cols, kind="stable").reset_index(drop=True)
+        sources = self.source_fingerprints(svc)
+        digest = hashlib.sha256(f"{ts.spine_fingerprint}|{svc.version}".encode())
+        for path, sha in sorted(sources.items()):
+            digest.update(f"|{path}={sha}".encode())
         return ServiceFrame(
             frame=frame,
             feature_names=tuple(svc.feature_names),
             service=svc.name,
             service_version=svc.version,
-            fingerprint=ts.spine_fingerprint,
+            fingerprint=digest.hexdigest(),
             immature_labels=ts.immature_labels,
+            spine_fingerprint=ts.spine_fingerprint,
+            sources=sources,
         )
+
+    def source_fingerprints(self, service: str | FeatureService) -> dict[str, str]:
+        """sha256 of the content of each source a feature service reads (its snapshot)."""
+        from lendml.training.data import file_fingerprint
+
+        svc = self.get_feature_service(service)
+        out = {}
+        for view in svc.feature_views:
+            path = view.source.path
+            if path not in out:
+                resolved = Path(self.resolve_path(path))
+                out[path] = file_fingerprint(resolved) if resolved.exists() else "missing"
+        return out
 
     def train(
         self,

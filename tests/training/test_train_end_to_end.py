@@ -141,7 +141,7 @@ def lending_project(tmp_path_factory):
     project = Project.init(root, name="lending")
     (project.root / "features.py").write_text(LENDING_FEATURES)
     world = project.root / "data" / "world"
-    generate_world(world, borrowers=700, months=18, shift_month=12, outcome_horizon_months=3)
+    generate_world(world, borrowers=3000, months=24, shift_month=15, outcome_horizon_months=3)
     project.apply()
     apps = pq.read_table(world / "applications").to_pandas()
     outcomes = pq.read_table(world / "outcomes").to_pandas()
@@ -161,7 +161,7 @@ spine: data/spine.parquet
 label: {column: defaulted, observed_at: observed_at}
 protected: [gender, age_group]
 inputs: {spine_columns: [loan_amount, term_months]}
-split: {valid_fraction: 0.2, test_fraction: 0.2}
+split: {valid_from: "2024-03-01", test_from: "2024-07-01"}
 model: {kind: lightgbm, params: {n_estimators: 80}, monotone: {fico: -1}}
 evaluation: {cutoff: 0.3}
 """

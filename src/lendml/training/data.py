@@ -134,8 +134,8 @@ def table_inputs(frame: pd.DataFrame, spec: TableSpec) -> list[str]:
 
 def fit_table(frame: pd.DataFrame, spec: TableSpec, plan: ModelPlan, *, name: str) -> TableFit:
     """Split, tune, fit and score ``plan`` on a ready table."""
-    y = binary_target(frame[spec.label], spec.positive)
     inputs = table_inputs(frame, spec)
+    y = binary_target(frame[spec.label], spec.positive)
     labels = pd.Series(y)
     if spec.time:
         if spec.test_from is None:
@@ -195,7 +195,7 @@ def fit_table(frame: pd.DataFrame, spec: TableSpec, plan: ModelPlan, *, name: st
     aucs = [r["test_auc"] for r in fold_reports]
     final.metrics.update(
         {
-            f"cv_{k}": float(np.nanmean([r.get(f"test_{k}", np.nan) for r in fold_reports]))
+            f"cv_{k}_mean": float(np.nanmean([r.get(f"test_{k}", np.nan) for r in fold_reports]))
             for k in ("auc", "gini", "logloss", "brier", "pr_auc")
         }
     )

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from lendml.evaluation import Evaluation, evaluate
+from lendml.evaluation.report import Evaluation, evaluate
 
 
 def evaluate_predictions(
@@ -22,6 +22,7 @@ def evaluate_predictions(
     periods: pd.Series | None = None,
     period: str = "M",
     protected: pd.DataFrame | None = None,
+    categorical: list[str] | tuple[str, ...] = (),
     cutoff: float | None = None,
     champion_score: np.ndarray | None = None,
     margin: float = 0.01,
@@ -51,7 +52,8 @@ def evaluate_predictions(
         reference_features=reset(reference_features),
         segments=reset(segments),
         periods=reset(periods),
-        period=period,
+        period_freq=period,
+        categorical=tuple(categorical),
         protected=reset(protected),
         cutoff=cutoff,
         champion_score=champion_score,

@@ -171,11 +171,17 @@ def train_table(
         result: TableFit = fit_table(frame, spec, plan, name=name)
         fit = result.final
         protected = frame.iloc[result.test_rows][list(spec.protected)] if spec.protected else None
+        oot = result.mode == "out_of_time"
+        train_rows = frame.iloc[result.split.train]
         evaluation = evaluate_predictions(
             result.test_label,
             result.test_score,
-            features=frame.iloc[result.test_rows][result.inputs],
+            # stability (PSI/CSI) compares the test window with training: out-of-time only
+            reference_score=fit.predictions.get("train") if oot else None,
+            features=frame.iloc[result.test_rows][result.inputs] if oot else None,
+            reference_features=train_rows[result.inputs] if oot else None,
             protected=protected,
+            categorical=fit.schema.categorical,
             cutoff=cutoff,
             info={
                 "name": name,
@@ -235,8 +241,10 @@ class ServiceFrame:
     feature_names: tuple[str, ...]
     service: str
     service_version: str
-    fingerprint: str
+    fingerprint: str  # spine + feature service version + source snapshots
     immature_labels: int = 0
+    spine_fingerprint: str = ""
+    sources: Mapping[str, str] = field(default_factory=dict)
 
 
 def plan_from_config(config: TrainConfig) -> ModelPlan:
@@ -376,6 +384,7 @@ def train_service_frame(
             periods=periods,
             period=config.evaluation.period,
             protected=test[config.protected] if config.protected else None,
+            categorical=fit.schema.categorical,
             cutoff=config.evaluation.cutoff,
             info={
                 "name": config.name,
@@ -398,6 +407,8 @@ def train_service_frame(
                 "service": data.service,
                 "service_version": data.service_version,
                 "fingerprint": data.fingerprint,
+                "spine_fingerprint": data.spine_fingerprint,
+                "sources": dict(data.sources),
             },
             "plan": _plan_dict(plan, fit.params),
             **dict(recipe_extra or {}),

@@ -97,11 +97,16 @@ def out_of_time_split(
         raise ConfigError(f"The split gap must not be negative; got {gap!r}.")
     tf = to_utc_timestamp(train_from) if train_from is not None else None
     tu = to_utc_timestamp(test_until) if test_until is not None else None
+    # Fractions count rows whose label is known: unlabelled recent rows would otherwise
+    # leave the test window empty.
+    labelled = t[labels.notna().to_numpy()]
+    if labelled.empty:
+        raise TrainingError("No row has an observed label; nothing to train or test on.")
     if test_from is None:
-        test_from = t.quantile(1.0 - test_fraction)
+        test_from = labelled.quantile(1.0 - test_fraction)
     test_ts = to_utc_timestamp(test_from)
     if valid_from is None:
-        valid_from = t.quantile(1.0 - test_fraction - valid_fraction)
+        valid_from = labelled.quantile(1.0 - test_fraction - valid_fraction)
     valid_ts = to_utc_timestamp(valid_from)
     if not valid_ts < test_ts:
         raise ConfigError(
