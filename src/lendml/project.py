@@ -101,7 +101,10 @@ class Project:
         (path / CONFIG_FILE).write_text(DEFAULT_YAML.format(name=project_name))
         (path / "features.py").write_text(EXAMPLE_FEATURES)
         (path / "data").mkdir(exist_ok=True)
-        (path / ".gitignore").write_text("data/online.db\ndata/offline/\n")
+        (path / ".gitignore").write_text(
+            "data/online.db\ndata/offline/\ndata/mlflow.db\ndata/mlartifacts/\n"
+            "data/model-cache/\nreports/\n"
+        )
         return cls(path)
 
     def close(self) -> None:

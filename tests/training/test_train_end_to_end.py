@@ -205,3 +205,34 @@ def test_cli_train_with_config(lending_project):
     )
     assert res.exit_code == 0, res.output
     assert json.loads(out.read_text())["evaluation"]["info"]["feature_service"] == "credit_v1"
+
+
+def test_cli_evaluate_a_registered_challenger_against_the_champion(lending_project):
+    (lending_project / "train.yaml").write_text(TRAIN_YAML)
+    with Project(lending_project) as p:
+        cfg = p._train_config("train.yaml")
+        first = p.train(cfg)
+        second = p.train(cfg.model_copy(update={"model": cfg.model.model_copy(
+            update={"params": {"n_estimators": 30, "num_leaves": 7}})}))
+        v1 = p.registry.register(first.run_id, "pd_eval")
+        v2 = p.registry.register(second.run_id, "pd_eval")
+        p.registry.promote("pd_eval", v1.version, reason="test champion")
+        rows = p.service_frame(cfg).frame
+    data = lending_project / "scored.parquet"
+    rows.to_parquet(data)
+    out = lending_project / "eval"
+    res = _cli(
+        "evaluate", "--model", f"pd_eval/{v2.version}", "--champion", "pd_eval@champion",
+        "--data", str(data), "--label", "defaulted", "--protected", "gender", "--cutoff", "0.3",
+        "--out", str(out), "--project", str(lending_project),
+    )
+    assert res.exit_code == 0, res.output
+    figures = json.loads((out / "evaluation.json").read_text())
+    assert (out / "report.html").exists() and (out / "model_card.md").exists()
+    text = json.dumps(figures)
+    assert "champion" in text and "gender" in text
+    res = _cli(
+        "evaluate", "--model", "pd_eval@shadow", "--data", str(data), "--label", "defaulted",
+        "--project", str(lending_project),
+    )
+    assert res.exit_code == 2 and "shadow" in res.output

@@ -212,6 +212,65 @@ def _reproduce(run_id: str, project: Path, tracking_uri: str | None) -> None:
         raise typer.Exit(code=1)
 
 
+def evaluate(
+    model: Annotated[str, typer.Option("--model", "-m", help="NAME@ALIAS or NAME/VERSION.")],
+    data: Annotated[Path, typer.Option("--data", help="Labelled rows: .csv, .csv.gz, .parquet.")],
+    label: Annotated[str, typer.Option(help="The label column.")],
+    positive: Annotated[str | None, typer.Option(help="The bad label value (default 1).")] = None,
+    champion: Annotated[
+        str | None, typer.Option("--champion", help="Compare against this model (DeLong).")
+    ] = None,
+    protected: Annotated[
+        list[str] | None, typer.Option(help="A protected attribute for fair-lending figures.")
+    ] = None,
+    segment: Annotated[list[str] | None, typer.Option(help="A segment column.")] = None,
+    cutoff: Annotated[float | None, typer.Option(help="Approve when P(bad) < cutoff.")] = None,
+    margin: Annotated[float, typer.Option(help="Non-inferiority margin in AUC.")] = 0.01,
+    out: Annotated[Path, typer.Option("--out", help="Folder for report.html etc.")] = Path(
+        "evaluation"
+    ),
+    project: ProjectOpt = Path("."),
+) -> None:
+    """Evaluate a registered model on labelled rows (optionally against a champion)."""
+    from lendml.training.assess import evaluate_registered
+    from lendml.training.data import read_table
+
+    frame = read_table(data)
+    with open_project(project) as p:
+        result = evaluate_registered(
+            p.registry,
+            model,
+            frame,
+            label=label,
+            positive=_positive(positive),
+            champion_ref=champion,
+            protected=tuple(protected or ()),
+            segments=tuple(segment or ()),
+            cutoff=cutoff,
+            margin=margin,
+            out_dir=out,
+        )
+    figures = result.evaluation.to_dict()
+    console.print(f"evaluated {model} on {result.rows:,} rows → {out / 'report.html'}")
+    console.print(json.dumps(_headline(figures), indent=2, default=str))
+
+
+def _headline(figures: dict[str, Any]) -> dict[str, Any]:
+    keys = ("auc", "gini", "ks", "logloss", "brier", "pr_auc")
+    found: dict[str, Any] = {}
+    stack: list[Any] = [figures]
+    while stack and len(found) < len(keys):
+        node = stack.pop()
+        if isinstance(node, dict):
+            for k, v in node.items():
+                if k in keys and k not in found and isinstance(v, int | float):
+                    found[k] = v
+                elif isinstance(v, dict):
+                    stack.append(v)
+    return found
+
+
 def register(app: typer.Typer) -> None:
     """Add the training commands to the CLI."""
     app.command("train")(handle_errors(train))
+    app.command("evaluate")(handle_errors(evaluate))

@@ -184,14 +184,15 @@ def train_table(
             categorical=fit.schema.categorical,
             cutoff=cutoff,
             info={
-                "name": name,
+                "model_name": name,
                 "run_id": run.run_id,
                 "model_kind": plan.kind,
                 "data": str(path),
                 "data_sha256": data_sha,
                 "mode": result.mode,
-                "windows": result.split.windows,
+                "data_windows": result.split.windows,
                 "excluded": result.split.excluded,
+                "immature_labels": int(result.split.excluded.get("label_not_observed", 0)),
             },
         )
         metrics = {"auc": result.auc, **fit.metrics}
@@ -387,14 +388,21 @@ def train_service_frame(
             categorical=fit.schema.categorical,
             cutoff=config.evaluation.cutoff,
             info={
-                "name": config.name,
+                "model_name": config.name,
                 "run_id": run.run_id,
                 "model_kind": plan.kind,
                 "feature_service": data.service,
                 "feature_service_version": data.service_version,
                 "training_set_fingerprint": data.fingerprint,
-                "windows": split.windows,
-                "excluded": {**split.excluded, "immature_at_build": data.immature_labels},
+                "data_windows": split.windows,
+                "excluded": split.excluded,
+                "immature_labels": int(
+                    sum(
+                        v
+                        for k, v in split.excluded.items()
+                        if "immature" in k or "not_observed" in k
+                    )
+                ),
                 "inputs": inputs,
             },
         )
