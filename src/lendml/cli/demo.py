@@ -73,7 +73,7 @@ spine: data/spine.parquet
 label: {column: defaulted, observed_at: observed_at}
 protected: [gender, age_group, ethnicity]   # fairness tests only, never model inputs
 inputs: {spine_columns: [loan_amount, term_months, stated_income]}
-split: {valid_fraction: 0.15, test_fraction: 0.2}
+split: {valid_from: "2024-03-01", test_from: "2024-07-01"}
 model: {kind: lightgbm, monotone: {fico: -1}}
 evaluation: {cutoff: 0.25}
 '''
@@ -95,8 +95,8 @@ def run_demo(directory: Path, *, borrowers: int = 3000, seed: int = 42, console:
             world,
             borrowers=borrowers,
             seed=seed,
-            months=18,
-            shift_month=12,
+            months=24,
+            shift_month=15,
             outcome_horizon_months=3,
         )
     counts = summary.to_dict().get("row_counts", {})
