@@ -169,7 +169,7 @@ def time_holdout_split(
     gap: timedelta = timedelta(0),
     seed: int = 42,
 ) -> Split:
-    """Test = rows from ``test_from`` on; validation = a stratified random part of the rest.
+    """Test = rows from ``test_from`` on; validation = recent training rows, drawn at random.
 
     For a ready table whose time column is coarse (a year, a month), where a validation
     window by time would be too blunt.
@@ -200,14 +200,20 @@ def time_holdout_split(
         excluded["gap_before_test"] = n
     if (n := int((~has_label).sum())) > 0:
         excluded["label_not_observed"] = n
-    train, valid = holdout(rest, labels.to_numpy()[rest], valid_fraction, seed)
+    # Validation comes from the most recent training rows (closest in time to the test
+    # part), drawn at random within them because a coarse time column ties many rows.
+    n_valid = max(1, round(valid_fraction * len(rest)))
+    order = np.argsort(-tv[rest], kind="stable")
+    recent = rest[order[: min(len(rest), 2 * n_valid)]]
+    _, valid = holdout(recent, labels.to_numpy()[recent], 0.5, seed)
+    train = np.setdiff1d(rest, valid)
     split = Split(
         train=train,
         valid=valid,
         test=test,
         windows={
             "train": {"from": str(t.min()), "until": f"before {test_from}"},
-            "valid": {"from": "random part of train", "until": None},
+            "valid": {"from": "random half of the latest training rows", "until": None},
             "test": {"from": str(test_from), "until": str(t.max())},
         },
         excluded=excluded,
