@@ -132,7 +132,8 @@ class LightGBMModel(Model):
             free_raw_data=True,
         )
         valid_sets, cbs = [], list(callbacks)
-        if X_valid is not None and y_valid is not None and len(X_valid):
+        watch = bool(self.early_stopping_rounds or callbacks)
+        if watch and X_valid is not None and y_valid is not None and len(X_valid):
             valid = lgb.Dataset(
                 schema.encode(X_valid),
                 label=binary_labels(y_valid, "The validation label"),
