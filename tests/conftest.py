@@ -5,6 +5,10 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+# Tests run two workers on two cores: one OpenMP thread each keeps LightGBM from
+# oversubscribing (its threads spin-wait and slow down many times under contention).
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
 import pytest
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
