@@ -15,8 +15,11 @@ The point-in-time rule is stated here once, for every engine:
   latest time, the largest value.
 
 Times are compared as integer microseconds since the epoch (UTC), which is exact and
-engine-neutral. Windows are computed as range frames over the union of events and spine
-points (one sort per entity, no join fan-out); the as-of lookup is lowered per engine.
+engine-neutral. Each view's windows are range frames relative to each row's own time, so
+every offset shares one sort of the view's events; spine points that no event shares
+(same key, same time) join that sort as rows without values, and the spine reads the
+result by (key, time) — no join fan-out, and no union at all when the spine is the
+events themselves. The as-of lookup is lowered per engine.
 """
 
 from __future__ import annotations
@@ -67,69 +70,72 @@ def _agg_value(agg: Aggregation, ev: ibis.Table, resolve: Callable[[str], Any]) 
     return val
 
 
+def _frame(view: FeatureView, agg: Aggregation, k: ibis.Value, ts: ibis.Value) -> Any:
+    """The range frame of one aggregation, relative to each row's own time ``t``.
+
+    With ``end = t - offset`` the window is ``(end - window, end]`` (inclusive) or
+    ``[end - window, end)`` (strict); in integer µs both are the closed range
+    ``[t - hi, t - lo]`` below. Ties at either edge are all in or all out.
+    """
+    strict = 1 if view.boundary == "strict" else 0
+    lo = duration_us(agg.offset_td) + strict
+    hi = lo + duration_us(agg.window_td) - 1
+    return ibis.range_window(preceding=(hi, lo), group_by=k, order_by=ts)
+
+
 def _window_features(
     engine: OfflineEngine,
     spine: ibis.Table,
     view: FeatureView,
     src: ibis.Table,
     key_type: Any,
-) -> list[ibis.Table]:
-    """One table (``__row`` + features) per (offset) group of the view's aggregations."""
-    ts_col = view.source.timestamp
+) -> ibis.Table:
+    """The view's aggregations at every (key, time) a spine row asks for, in one pass.
+
+    Returns one row per distinct ``(__k, __ts)``: every event time of the source, plus
+    the spine's as-of times that no event shares. Windows are frames relative to each
+    row's own time, so all offsets share one sort; when every spine point coincides
+    with an event (a spine of the events themselves) the events are windowed in place.
+    """
     key = view.entity.key
-    strict = 1 if view.boundary == "strict" else 0
 
     def col(name: str) -> ibis.Value:
         return src[name]
 
     inputs = {f"__v{i}": _agg_value(a, src, col) for i, a in enumerate(view.aggregations)}
     events = src.filter(src[key].notnull()).select(
-        __k=src[key],
-        __ts=engine.epoch_us(src[ts_col]),
-        __row=ibis.null("int64"),
-        **inputs,
+        __k=src[key], __ts=engine.epoch_us(src[view.source.timestamp]), **inputs
     )
-    groups: dict[int, list[int]] = {}
+    points = spine.filter(spine[key].notnull()).select(
+        __k=spine[key].cast(key_type), __ts=spine[ASOF_US]
+    )
+    # Spine points at a (key, time) some event has read that event's frames; only the
+    # others join the union, as rows whose null inputs no aggregate counts.
+    extra = points.anti_join(
+        events, [points["__k"] == events["__k"], points["__ts"] == events["__ts"]]
+    ).select("__k", "__ts", **{c: ibis.null().cast(events[c].type()) for c in inputs})
+    u = events.union(extra)
+    by_time = ibis.window(group_by=u["__k"], order_by=u["__ts"])
+    # ``last``: latest event wins; ties at the same time go to the largest value.
+    seqs = {}
     for i, a in enumerate(view.aggregations):
-        groups.setdefault(duration_us(a.offset_td), []).append(i)
-
-    out = []
-    for offset_us, idx in groups.items():
-        cols = [f"__v{i}" for i in idx]
-        ev = events.select("__k", "__ts", "__row", *cols)
-        points = spine.select(
-            __k=spine[key].cast(key_type),
-            __ts=spine[ASOF_US] - (offset_us + strict),
-            __row=spine[ROW],
-            **{c: ibis.null().cast(ev[c].type()) for c in cols},
-        )
-        u = ev.union(points)
-        # ``last``: latest event wins; ties at the same time go to the largest value.
-        seqs = {}
-        for i in idx:
-            if view.aggregations[i].function == "last":
-                v = u[f"__v{i}"]
-                order = ibis.window(group_by=u["__k"], order_by=[u["__ts"], v])
-                seqs[f"__s{i}"] = ibis.ifelse(
-                    v.notnull(), ibis.row_number().over(order), ibis.null("int64")
-                )
-        if seqs:
-            u = u.mutate(**seqs)
-        feats: dict[str, ibis.Value] = {}
-        for i in idx:
-            a = view.aggregations[i]
+        if a.function == "last":
             v = u[f"__v{i}"]
-            # (end - window, end]: a range frame of window-1 µs before the point.
-            w = ibis.range_window(
-                preceding=duration_us(a.window_td) - 1,
-                following=0,
-                group_by=u["__k"],
-                order_by=u["__ts"],
+            order = ibis.window(group_by=u["__k"], order_by=[u["__ts"], v])
+            seqs[f"__s{i}"] = ibis.ifelse(
+                v.notnull(), ibis.row_number().over(order), ibis.null("int64")
             )
-            feats[a.name] = _aggregate(engine, a, u[f"__s{i}"] if f"__s{i}" in seqs else None, v, w)
-        res = u.mutate(**feats)
-        out.append(res.filter(res["__row"].notnull()).select("__row", *feats))
-    return out
+    if seqs:
+        u = u.mutate(**seqs)
+    feats: dict[str, ibis.Value] = {}
+    for i, a in enumerate(view.aggregations):
+        w = _frame(view, a, u["__k"], u["__ts"])
+        seq = u[f"__s{i}"] if f"__s{i}" in seqs else None
+        feats[a.name] = _aggregate(engine, a, seq, u[f"__v{i}"], w)
+    # Rows at the same (key, time) are peers with identical frames: keep the last one.
+    nxt = u["__ts"].lead().over(by_time)
+    res = u.mutate(__last=nxt.isnull() | (nxt != u["__ts"]), **feats)
+    return res.filter(res["__last"]).select("__k", "__ts", *feats)
 
 
 def _aggregate(
@@ -167,13 +173,16 @@ def build_plan(
     for view in service.feature_views:
         src = _view_source(engine, view, resolve_path)
         key_type = src[view.entity.key].type()
-        parts = []
         if view.aggregations:
-            parts.extend(_window_features(engine, spine, view, src, key_type))
+            part = _window_features(engine, spine, view, src, key_type)
+            on = [
+                result[view.entity.key].cast(key_type) == part["__k"],
+                result[ASOF_US] == part["__ts"],
+            ]
+            result = result.left_join(part, on).drop("__k", "__ts")
         if view.features:
             s2 = spine.select(ROW, ASOF_US, view.entity.key)
-            parts.append(_row_features(engine, s2, view, src, key_type))
-        for part in parts:
+            part = _row_features(engine, s2, view, src, key_type)
             result = result.left_join(part, result[ROW] == part[ROW]).drop(f"{ROW}_right")
     # Additive aggregations are 0 for spine rows the window plans did not see (null keys).
     fills = {}
