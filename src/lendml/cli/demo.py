@@ -68,6 +68,7 @@ credit_v1 = FeatureService("credit_v1", [spending, credit_file, ratios])
 TRAIN_YAML = '''\
 # Train a probability-of-default model on the credit_v1 feature service (lendml train).
 name: credit_pd
+intended_use: Probability of default at application for unsecured consumer loans (demo).
 feature_service: credit_v1
 spine: data/spine.parquet
 label: {column: defaulted, observed_at: observed_at}

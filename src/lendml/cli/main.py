@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import logging
+import os
 import sys
 from pathlib import Path
 from typing import Annotated, Any
@@ -33,6 +35,15 @@ app.add_typer(datasets_app, name="datasets")
 app.add_typer(models_app, name="models")
 
 train_commands.register(app)
+
+
+@app.callback()
+def _quiet_libraries() -> None:
+    """Library chatter (MLflow's migrations log and download bars) stays out of the CLI."""
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
+    logging.getLogger("mlflow").setLevel(logging.WARNING)
+    logging.getLogger("alembic").setLevel(logging.WARNING)
 
 # Kept under their old names for the commands below.
 _project = open_project

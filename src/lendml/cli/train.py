@@ -182,7 +182,7 @@ def train(
             plan,
             tracker=_table_tracker(project, tracking_uri),
             name=run_name,
-            report_dir=report_dir,
+            report_dir=report_dir or Path("lendml-runs") / "reports" / run_name,
             cutoff=cutoff,
         )
     _summary(result)

@@ -152,6 +152,7 @@ class TrainConfig(_Strict):
     tuning: TuningSpec = Field(default_factory=TuningSpec)
     inputs: InputsSpec = Field(default_factory=InputsSpec)
     evaluation: EvaluationSpec = Field(default_factory=EvaluationSpec)
+    intended_use: str | None = None  # shown in the model card
     seed: int = 42
 
 

@@ -389,6 +389,7 @@ def train_service_frame(
             cutoff=config.evaluation.cutoff,
             info={
                 "model_name": config.name,
+                "intended_use": config.intended_use,
                 "run_id": run.run_id,
                 "model_kind": plan.kind,
                 "feature_service": data.service,
