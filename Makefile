@@ -11,7 +11,7 @@ DEMO_DIR ?= demo-project
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -c constraints.txt -e '.[spark,torch,test]'
+	$(PY) -m pip install -q -c constraints.txt -e '.[spark,torch,postgres,test]'
 	touch $(STAMP)
 
 venv: $(STAMP)
