@@ -872,7 +872,7 @@ def reason_codes(
             f"features: {names[:10]!r}. Remove them or fix their spelling."
         )
     clash = sorted(
-        {code for code in groups.values() if code in names and groups.get(code, code) != code}
+        {code for code in groups.values() if code in names and groups.get(code) != code}
     )
     if clash:
         raise ConfigError(
