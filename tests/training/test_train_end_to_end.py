@@ -236,3 +236,25 @@ def test_cli_evaluate_a_registered_challenger_against_the_champion(lending_proje
         "--project", str(lending_project),
     )
     assert res.exit_code == 2 and "shadow" in res.output
+
+
+@pytest.mark.parametrize(
+    ("kind", "params"),
+    [("scorecard", ["--param", "min_iv=0.0"]), ("torch_mlp", ["--param", "max_epochs=3"])],
+)
+def test_other_model_kinds_train_track_and_reproduce(tmp_path, monkeypatch, kind, params):
+    monkeypatch.chdir(tmp_path)
+    data = tmp_path / "loans.parquet"
+    df = _table(900)
+    df["bad"] = (df.pop("status") == "charged_off").astype(int)
+    df.to_parquet(data)
+    out = tmp_path / "m.json"
+    res = _cli(
+        "train", "--data", str(data), "--label", "bad", "--drop", "id", "--time", "year",
+        "--test-from", "2014", "--model-kind", kind, *params, "--metrics-out", str(out),
+    )
+    assert res.exit_code == 0, res.output
+    m = json.loads(out.read_text())
+    assert m["model_kind"] == kind and m["auc"] > 0.6
+    rerun = _cli("train", "--reproduce", m["run_id"])
+    assert rerun.exit_code == 0 and "identical" in rerun.output, rerun.output
