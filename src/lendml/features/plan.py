@@ -102,7 +102,16 @@ def _window_features(
     def col(name: str) -> ibis.Value:
         return src[name]
 
-    inputs = {f"__v{i}": _agg_value(a, src, col) for i, a in enumerate(view.aggregations)}
+    # One input column per distinct (column, filter): aggregations of the same input
+    # share it, which keeps the rows the window sorts narrow.
+    slots: dict[tuple[str, str | None], str] = {}
+    inputs: dict[str, ibis.Value] = {}
+    slot_of = []
+    for a in view.aggregations:
+        name = slots.setdefault((a.column, a.where), f"__v{len(slots)}")
+        if name not in inputs:
+            inputs[name] = _agg_value(a, src, col)
+        slot_of.append(name)
     events = src.filter(src[key].notnull()).select(
         __k=src[key], __ts=engine.epoch_us(src[view.source.timestamp]), **inputs
     )
@@ -118,20 +127,20 @@ def _window_features(
     by_time = ibis.window(group_by=u["__k"], order_by=u["__ts"])
     # ``last``: latest event wins; ties at the same time go to the largest value.
     seqs = {}
-    for i, a in enumerate(view.aggregations):
-        if a.function == "last":
-            v = u[f"__v{i}"]
+    for a, name in zip(view.aggregations, slot_of, strict=True):
+        if a.function == "last" and f"{name}_seq" not in seqs:
+            v = u[name]
             order = ibis.window(group_by=u["__k"], order_by=[u["__ts"], v])
-            seqs[f"__s{i}"] = ibis.ifelse(
+            seqs[f"{name}_seq"] = ibis.ifelse(
                 v.notnull(), ibis.row_number().over(order), ibis.null("int64")
             )
     if seqs:
         u = u.mutate(**seqs)
     feats: dict[str, ibis.Value] = {}
-    for i, a in enumerate(view.aggregations):
+    for a, name in zip(view.aggregations, slot_of, strict=True):
         w = _frame(view, a, u["__k"], u["__ts"])
-        seq = u[f"__s{i}"] if f"__s{i}" in seqs else None
-        feats[a.name] = _aggregate(engine, a, seq, u[f"__v{i}"], w)
+        seq = u[f"{name}_seq"] if a.function == "last" else None
+        feats[a.name] = _aggregate(engine, a, seq, u[name], w)
     # Rows at the same (key, time) are peers with identical frames: keep the last one.
     nxt = u["__ts"].lead().over(by_time)
     res = u.mutate(__last=nxt.isnull() | (nxt != u["__ts"]), **feats)
