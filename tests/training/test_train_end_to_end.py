@@ -161,7 +161,7 @@ spine: data/spine.parquet
 label: {column: defaulted, observed_at: observed_at}
 protected: [gender, age_group]
 inputs: {spine_columns: [loan_amount, term_months]}
-split: {valid_from: "2024-03-01", test_from: "2024-07-01"}
+split: {valid_from: "2024-03-01", test_from: "2024-07-01", folds: 2, group: borrower_id}
 model: {kind: lightgbm, params: {n_estimators: 80}, monotone: {fico: -1}}
 evaluation: {cutoff: 0.3}
 """
@@ -186,6 +186,7 @@ def test_project_train_tracks_lineage_and_reproduces(lending_project):
         assert set(result.model.schema_.names) >= {"fico", "loan_amount", "spend_90d"}
         assert not {"gender", "age_group"} & set(result.model.schema_.names)
         assert result.model.schema_["fico"].monotone == -1
+        assert len(result.folds) == 2 and 0.4 < result.metrics["cv_auc_mean"] <= 1
         rep = p.reproduce(result.run_id)
         assert rep.identical and rep.data_matches
 
