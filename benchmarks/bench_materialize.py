@@ -44,6 +44,17 @@ CACHE = Path("/tmp/lendml-bench-mat")
 START = "2024-06-01"
 
 
+def code_version() -> str:
+    """The commit measured, and whether src/ had uncommitted changes (a shared tree)."""
+    root = Path(__file__).resolve().parents[1]
+    git = ["git", "-C", str(root)]
+    head = subprocess.run([*git, "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
+    dirty = subprocess.run([*git, "status", "--porcelain", "src"], capture_output=True, text=True)
+    if head.returncode != 0:
+        return "unknown (not a git checkout)"
+    return head.stdout.strip() + (" + uncommitted changes in src/" if dirty.stdout.strip() else "")
+
+
 def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # KiB on Linux
 
@@ -227,6 +238,7 @@ def main(argv: list[str] | None = None) -> int:
         "anchor": ["--child", "anchor", "--days", str(days), "--save", str(saved)],
     }
     runs: dict[str, list[dict]] = {k: [] for k in jobs}
+    version_before = code_version()
     for r in range(args.repeat):
         for name, cmd in jobs.items():
             extra = ["--save", str(saved)] if r == 0 and name == f"lendml chunk {chunk}d" else []
@@ -239,6 +251,14 @@ def main(argv: list[str] | None = None) -> int:
 
     first = runs[f"lendml chunk {chunk}d"][0]
     print()
+    print(
+        f"lendml at {version_before}"
+        + (
+            ""
+            if version_before == code_version()
+            else f" (changed during the runs: now {code_version()})"
+        )
+    )
     print(
         f"materialize: synthetic world of {borrowers:,} borrowers (seed {args.seed}); views "
         f"spending (8 windowed aggregations) + credit_file (4 row features, TTL 62d); "

@@ -240,6 +240,17 @@ def child(name: str, folder: Path, save: str | None) -> None:
 # ---------------------------------------------------------------------------- parent
 
 
+def code_version() -> str:
+    """The commit measured, and whether src/ had uncommitted changes (a shared tree)."""
+    root = Path(__file__).resolve().parents[1]
+    git = ["git", "-C", str(root)]
+    head = subprocess.run([*git, "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
+    dirty = subprocess.run([*git, "status", "--porcelain", "src"], capture_output=True, text=True)
+    if head.returncode != 0:
+        return "unknown (not a git checkout)"
+    return head.stdout.strip() + (" + uncommitted changes in src/" if dirty.stdout.strip() else "")
+
+
 def ensure_feast_venv(spec: str) -> Path:
     """A virtualenv with ``spec`` installed, created on first use and then reused."""
     py = FEAST_VENV / "bin" / "python"
@@ -356,6 +367,7 @@ def main(argv: list[str] | None = None) -> int:
         names.append("feast")
 
     runs: dict[str, list[dict]] = {n: [] for n in names}
+    version_before = code_version()
     outputs = {n: folder / f"out-{n}.parquet" for n in names}
     for r in range(args.repeat):
         for n in names:
@@ -368,6 +380,15 @@ def main(argv: list[str] | None = None) -> int:
 
     anchor_wall = statistics.median(x["wall"] for x in runs["anchor"])
     print()
+    version_after = code_version()
+    print(
+        f"lendml at {version_before}"
+        + (
+            ""
+            if version_after == version_before
+            else f" (changed during the runs: now {version_after})"
+        )
+    )
     print(
         f"point-in-time join: spine {spine_rows:,} rows x features {entities * args.per_entity:,} "
         f"rows ({entities:,} entities x {args.per_entity}, {N_FEATURES} float columns, "
