@@ -62,7 +62,10 @@ apt_install() {
     die "$1 is not installed and this system has no apt-get; install it yourself (e.g. \
 'brew install $1' or your distribution's package) and re-run."
   say "installing $* from the Debian packages"
-  as_root apt-get update -qq
+  if [ -z "${APT_UPDATED:-}" ]; then
+    as_root apt-get update -qq
+    APT_UPDATED=1
+  fi
   DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq --no-install-recommends "$@" >/dev/null
 }
 
@@ -176,6 +179,9 @@ install_postgres() {
   # starts it where services start on install). Only this script's own cluster is wanted,
   # so turn that off for the install, as the official postgres Docker image does, and put
   # the setting back afterwards (the package reads it only on a first install).
+  command -v apt-get >/dev/null 2>&1 ||
+    die "PostgreSQL's server programs (initdb, pg_ctl) are not installed and this system has \
+no apt-get; install PostgreSQL 13+ yourself (e.g. 'brew install postgresql@16') and re-run."
   apt_install postgresql-common
   local conf=/etc/postgresql-common/createcluster.conf saved
   saved="$(mktemp)"
@@ -237,6 +243,10 @@ create one (useradd --system postgres) or run this script as a normal user."
       die "${PG_DIR} exists but was not made by this script; remove it or set LENDML_PG_DIR."
     fi
     rm -rf "$PG_DATA"  # what an earlier, interrupted initdb left
+    mkdir -p "$(dirname "$PG_DIR")"
+    as_owner test -x "$(dirname "$PG_DIR")" ||
+      die "the cluster's owner (${owner}) cannot reach $(dirname "$PG_DIR"); set LENDML_PG_DIR \
+to a folder under /tmp."
     mkdir -p "$PG_DIR"
     touch "$PG_MARK"
     chown "$owner" "$PG_DIR"
