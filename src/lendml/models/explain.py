@@ -414,7 +414,7 @@ class _ReferencePlan:
 
     ask_column: np.ndarray  # per node: the column to read to know if the edge is open
     b_column: np.ndarray  # per slot: the column whose "no" puts the feature in B
-    slot_is_a: np.ndarray  # per slot: r does not meet it (the feature is in A if reached)
+    slot_kind: np.ndarray  # per slot: 2 if r does not meet it (an A-slot), else 0
     a: np.ndarray  # per leaf: |A|
 
 
@@ -476,7 +476,7 @@ class TreeExplainer:
         self._leaf_of_node[leaf_nodes] = np.arange(len(leaf_nodes))
         self._leaf_value = forest.value[leaf_nodes]
         self._is_leaf = forest.left < 0
-        self._kids = np.stack([forest.left, forest.right], axis=1).astype(np.int32)
+        self._kids = np.stack([forest.left, forest.right], axis=1)
         # the slots of leaf i: its path's features, each with its last edge on the path
         sizes = np.asarray([len(s) for s in forest.leaf_slots], dtype=np.int64)
         self._slot_ptr = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
@@ -629,37 +629,46 @@ class TreeExplainer:
         meets = meets.ravel()
         # 1. The leaves each row can reach for some coalition, found top-down: a child is
         #    reachable if its parent is and x or r meets the constraints on its feature.
+        #    (np.take and np.compress: numpy's fast paths for these gathers.)
         roots = self._forest.roots
-        rows = np.repeat(np.arange(n, dtype=np.int32) * np.int32(width), len(roots))
-        nodes = np.tile(roots.astype(np.int32), n)
+        rows = np.repeat(np.arange(n) * width, len(roots))
+        nodes = np.tile(roots, n)
         found_rows, found_nodes = [], []
         while len(nodes):
-            leaf = self._is_leaf[nodes]
+            leaf = np.take(self._is_leaf, nodes)
             if leaf.any():
-                found_rows.append(rows[leaf])
-                found_nodes.append(nodes[leaf])
-                rows, nodes = rows[~leaf], nodes[~leaf]
-            children = self._kids[nodes].ravel()
+                found_rows.append(np.compress(leaf, rows))
+                found_nodes.append(np.compress(leaf, nodes))
+                inner = ~leaf
+                rows, nodes = np.compress(inner, rows), np.compress(inner, nodes)
+            children = np.take(self._kids, nodes, axis=0).ravel()
             rows = np.repeat(rows, 2)
-            keep = np.flatnonzero(meets[rows + plan.ask_column[children]])
-            rows, nodes = rows[keep], children[keep]
+            keep = np.take(meets, rows + np.take(plan.ask_column, children))
+            rows, nodes = np.compress(keep, rows), np.compress(keep, children)
         pair_row = np.concatenate(found_rows)
-        pair_leaf = self._leaf_of_node[np.concatenate(found_nodes)]
+        pair_leaf = np.take(self._leaf_of_node, np.concatenate(found_nodes))
         # 2. Their slots: A-features (x meets, r does not) and B-features (r meets; in B
-        #    if x does not).
-        first = self._slot_ptr[pair_leaf]
-        size = self._slot_ptr[pair_leaf + 1] - first
-        pair = np.repeat(np.arange(len(pair_leaf)), size)
-        slot = np.arange(len(pair)) + np.repeat(first - (np.cumsum(size) - size), size)
-        in_b = ~meets[pair_row[pair] + plan.b_column[slot]]
+        #    if x does not). Slots of a leaf are contiguous: expand pairs to slots.
+        first = np.take(self._slot_ptr, pair_leaf)
+        size = np.take(self._slot_ptr, pair_leaf + 1) - first
+        starts = np.cumsum(size) - size
+        total = int(size.sum())
+        # pair of each slot: how many pairs start at or before it (empty pairs share starts)
+        pair = np.cumsum(np.bincount(starts, minlength=total + 1)[:total]) - 1
+        slot = np.arange(total) + np.take(first - starts, pair)
+        in_b = ~np.take(meets, np.take(pair_row, pair) + np.take(plan.b_column, slot))
         b = np.bincount(pair, weights=in_b, minlength=len(pair_leaf)).astype(np.int64)
-        # 3. The closed-form shares of each leaf's value, summed per row and feature.
-        coef = plan.a[pair_leaf] * (self._depth + 1) + b
-        value = self._leaf_value[pair_leaf]
-        w_pos = (value * self._w_pos[coef])[pair]
-        w_neg = (value * self._w_neg[coef])[pair]
-        weight = w_pos * plan.slot_is_a[slot] - w_neg * in_b
-        flat = (pair_row // width * F)[pair] + self._slot_feature[slot]
+        # 3. The closed-form shares of each leaf's value, summed per row and feature:
+        #    per pair, the share of a met B-slot (0), a missed B-slot and an A-slot.
+        coef = np.take(plan.a, pair_leaf) * (self._depth + 1) + b
+        value = np.take(self._leaf_value, pair_leaf)
+        share = np.zeros((len(pair_leaf), 3))
+        share[:, 1] = -value * np.take(self._w_neg, coef)
+        share[:, 2] = value * np.take(self._w_pos, coef)
+        kind = np.take(plan.slot_kind, slot) + in_b
+        weight = np.take(share.ravel(), pair * 3 + kind)
+        row_base = (pair_row // width) * F
+        flat = np.take(row_base, pair) + np.take(self._slot_feature, slot)
         return np.bincount(flat, weights=weight, minlength=n * F).reshape(n, F)
 
     def _plan(self, r: np.ndarray) -> _ReferencePlan:
@@ -675,9 +684,9 @@ class TreeExplainer:
         leaf_of_slot = np.repeat(np.arange(len(self._leaf_value)), np.diff(self._slot_ptr))
         a = np.bincount(leaf_of_slot[slot_is_a], minlength=len(self._leaf_value))
         plan = _ReferencePlan(
-            ask_column=np.where(meets_r, E, self._column).astype(np.int32),
-            b_column=np.where(slot_is_a, E, self._slot_column).astype(np.int32),
-            slot_is_a=slot_is_a,
+            ask_column=np.where(meets_r, E, self._column),
+            b_column=np.where(slot_is_a, E, self._slot_column),
+            slot_kind=np.where(slot_is_a, 2, 0),
             a=a.astype(np.int64),
         )
         if len(self._plans) >= 8:  # a few references at a time; drop the oldest
