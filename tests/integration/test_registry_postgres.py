@@ -54,6 +54,7 @@ def _data(seed: int) -> tuple[pd.DataFrame, np.ndarray]:
     return X, y
 
 
+@pytest.mark.slow
 def test_runs_versions_aliases_and_history_live_in_postgres(new_database, tmp_path):
     url = new_database()
     artifacts = tmp_path / "artifacts"  # a folder every process here can read

@@ -56,6 +56,7 @@ def test_start_twice_is_harmless_and_status_reports_both():
     assert "postgresql answers on 127.0.0.1:" in status.stdout
 
 
+@pytest.mark.slow
 def test_a_full_cycle_on_ports_of_its_own_touches_no_other_server():
     have_pg = glob.glob("/usr/lib/postgresql/*/bin/initdb") or shutil.which("initdb")
     if not (shutil.which("redis-server") and have_pg):

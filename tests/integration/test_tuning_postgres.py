@@ -9,6 +9,7 @@ import sys
 import time
 import uuid
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import optuna
 import pytest
@@ -26,6 +27,7 @@ WORKERS = 2
 TRIALS = 3  # per worker
 
 
+@pytest.mark.slow
 def test_two_worker_processes_share_one_study(new_database, tmp_path):
     storage = new_database()
     # Optuna's tables are made once, before the workers start (docs/registry.md,
@@ -124,3 +126,30 @@ def test_a_wrong_password_is_not_shown_in_the_error(postgres_url):
         )
     assert "password authentication failed" in str(err.value)
     assert secret not in str(err.value) and secret not in repr(err.value)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    raises=AssertionError,
+    reason="TuningResult is a plain dataclass: its repr shows the storage URL as given; "
+    "only to_dict() masks the password",
+)
+def test_the_tuning_result_never_shows_the_password(new_database):
+    storage = new_database()
+    password = urlsplit(storage).password
+    assert password
+    X_train, y_train, X_valid, y_valid = dataset()
+    result = tune(
+        "lightgbm",
+        X_train=X_train,
+        y_train=y_train,
+        X_valid=X_valid,
+        y_valid=y_valid,
+        schema=FeatureSchema.infer(X_train),
+        base_params={"n_estimators": 5, "n_jobs": 1},
+        trials=1,
+        storage=storage,
+        study_name="masked",
+    )
+    assert f":{password}@" not in json.dumps(result.to_dict())
+    assert f":{password}@" not in repr(result)
