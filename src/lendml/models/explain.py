@@ -179,7 +179,12 @@ def _flatten(dump: Mapping[str, Any]) -> _Forest:
                 is_cat[nid] = True
                 cats[nid] = _parse_categories(js["threshold"], f"in tree {t}")
             elif decision == "<=":
-                threshold[nid] = float(js["threshold"])
+                # dump_model() writes thresholds beyond +-1e300 (in practice: the last
+                # bin's bound, inf) as +-1e300; the booster itself compares with inf.
+                t_value = float(js["threshold"])
+                threshold[nid] = (
+                    math.copysign(math.inf, t_value) if abs(t_value) >= 1e300 else t_value
+                )
             else:
                 raise ConfigError(
                     f"Tree {t} has a split with decision_type {decision!r}; LightGBM "
@@ -413,9 +418,10 @@ class _ReferencePlan:
     """
 
     ask_column: np.ndarray  # per node: the column to read to know if the edge is open
-    b_column: np.ndarray  # per slot: the column whose "no" puts the feature in B
-    slot_kind: np.ndarray  # per slot: 2 if r does not meet it (an A-slot), else 0
-    a: np.ndarray  # per leaf: |A|
+    b_column: np.ndarray  # per node: the column whose "no" puts its feature in B there
+    b_column_prev: np.ndarray  # per node: the same for the previous edge on its feature
+    d_a: np.ndarray  # per node: 1 where the edge's feature joins A on a reachable path
+    coef_base: np.ndarray  # per node: |A| * (depth + 1) at leaves (row of the weights)
 
 
 # --------------------------------------------------------------------------- explainer
@@ -471,6 +477,9 @@ class TreeExplainer:
         for child, parent in forest.edge_parent.items():
             parent_feature[child] = forest.feature[parent]
         self._edge_feature = parent_feature  # per node: feature of the edge into it
+        self._edge_prev = np.full(len(forest.feature), -1, dtype=np.int64)
+        for child, prev in forest.edge_prev.items():
+            self._edge_prev[child] = prev
         leaf_nodes = np.asarray(forest.leaf_nodes, dtype=np.int64)
         self._leaf_of_node = np.full(len(forest.feature), -1, dtype=np.int64)
         self._leaf_of_node[leaf_nodes] = np.arange(len(leaf_nodes))
@@ -565,7 +574,7 @@ class TreeExplainer:
         r = self._check_reference(reference)
         plan = self._plan(r)
         out = np.empty((len(X), self._forest.n_features))
-        block = int(np.clip(_BLOCK_BYTES // max(self._n_edges, 1), 1, 1024))
+        block = min(max(_BLOCK_BYTES // max(self._n_edges, 1), 1), 1024)
         for start in range(0, len(X), block):
             stop = start + block
             out[start:stop] = self._contributions_block(X[start:stop], plan)
@@ -624,51 +633,56 @@ class TreeExplainer:
     def _contributions_block(self, X: np.ndarray, plan: _ReferencePlan) -> np.ndarray:
         n, F = X.shape
         width = self._n_edges + 1
-        meets = np.ones((n, width), dtype=bool)  # the last column: "r meets it, no need to ask"
+        meets = np.ones((n, width), dtype=bool)  # the last column: always "yes"
         meets[:, :-1] = self._meets_all(X)
         meets = meets.ravel()
-        # 1. The leaves each row can reach for some coalition, found top-down: a child is
-        #    reachable if its parent is and x or r meets the constraints on its feature.
-        #    (np.take and np.compress: numpy's fast paths for these gathers.)
+        # 1. Top-down, one level at a time, every (row, node) reachable for some coalition:
+        #    a child is reachable if its parent is and x or r meets the constraints on its
+        #    feature. Along the way, b = |B| so far: a feature joins B where r meets its
+        #    constraints and x stops meeting them (dB = 1 on that edge).
+        #    (ndarray.take: numpy's fast path for these gathers.)
         roots = self._forest.roots
         rows = np.repeat(np.arange(n) * width, len(roots))
         nodes = np.tile(roots, n)
-        found_rows, found_nodes = [], []
+        b = np.zeros(len(nodes), dtype=np.int64)
+        levels: list[tuple[np.ndarray, ...]] = []
+        parent = d_b = np.zeros(0, dtype=np.int64)
         while len(nodes):
-            leaf = np.take(self._is_leaf, nodes)
-            if leaf.any():
-                found_rows.append(np.compress(leaf, rows))
-                found_nodes.append(np.compress(leaf, nodes))
-                inner = ~leaf
-                rows, nodes = np.compress(inner, rows), np.compress(inner, nodes)
-            children = np.take(self._kids, nodes, axis=0).ravel()
-            rows = np.repeat(rows, 2)
-            keep = np.take(meets, rows + np.take(plan.ask_column, children))
-            rows, nodes = np.compress(keep, rows), np.compress(keep, children)
-        pair_row = np.concatenate(found_rows)
-        pair_leaf = np.take(self._leaf_of_node, np.concatenate(found_nodes))
-        # 2. Their slots: A-features (x meets, r does not) and B-features (r meets; in B
-        #    if x does not). Slots of a leaf are contiguous: expand pairs to slots.
-        first = np.take(self._slot_ptr, pair_leaf)
-        size = np.take(self._slot_ptr, pair_leaf + 1) - first
-        starts = np.cumsum(size) - size
-        total = int(size.sum())
-        # pair of each slot: how many pairs start at or before it (empty pairs share starts)
-        pair = np.cumsum(np.bincount(starts, minlength=total + 1)[:total]) - 1
-        slot = np.arange(total) + np.take(first - starts, pair)
-        in_b = ~np.take(meets, np.take(pair_row, pair) + np.take(plan.b_column, slot))
-        b = np.bincount(pair, weights=in_b, minlength=len(pair_leaf)).astype(np.int64)
-        # 3. The closed-form shares of each leaf's value, summed per row and feature:
-        #    per pair, the share of a met B-slot (0), a missed B-slot and an A-slot.
-        coef = np.take(plan.a, pair_leaf) * (self._depth + 1) + b
-        value = np.take(self._leaf_value, pair_leaf)
-        share = np.zeros((len(pair_leaf), 3))
-        share[:, 1] = -value * np.take(self._w_neg, coef)
-        share[:, 2] = value * np.take(self._w_pos, coef)
-        kind = np.take(plan.slot_kind, slot) + in_b
-        weight = np.take(share.ravel(), pair * 3 + kind)
-        row_base = (pair_row // width) * F
-        flat = np.take(row_base, pair) + np.take(self._slot_feature, slot)
+            levels.append((rows, nodes, parent, d_b, b))
+            inner = np.flatnonzero(~self._is_leaf.take(nodes))
+            children = self._kids.take(nodes.take(inner), axis=0).ravel()
+            child_rows = np.repeat(rows.take(inner), 2)
+            keep = np.flatnonzero(meets.take(child_rows + plan.ask_column.take(children)))
+            rows = child_rows.take(keep)
+            nodes = children.take(keep)
+            parent = inner.take(keep >> 1)
+            d_b = meets.take(rows + plan.b_column_prev.take(nodes)).astype(np.int64)
+            d_b -= meets.take(rows + plan.b_column.take(nodes))
+            b = b.take(parent) + d_b
+        # 2. Each reachable leaf's shares by the closed form: SP (to each A-feature) and
+        #    SN (from each B-feature), summed bottom-up so that every node holds the sums
+        #    of the leaves below it.
+        below_pos = below_neg = np.zeros(0)
+        child_parent = np.zeros(0, dtype=np.int64)
+        parts_flat, parts_weight = [], []
+        for rows, nodes, parent, d_b, b in reversed(levels):
+            coef = plan.coef_base.take(nodes) + b
+            value = self._forest.value.take(nodes)  # 0 at inner nodes
+            s_pos = value * self._w_pos.take(coef)
+            s_neg = value * self._w_neg.take(coef)
+            if len(below_pos):
+                s_pos += np.bincount(child_parent, weights=below_pos, minlength=len(nodes))
+                s_neg += np.bincount(child_parent, weights=below_neg, minlength=len(nodes))
+            # 3. Telescoped over the path: a feature gets SP where it joins A, -SN where it
+            #    joins B, on the edge into the node.
+            if len(parent):
+                parts_weight.append(plan.d_a.take(nodes) * s_pos - d_b * s_neg)
+                parts_flat.append((rows // width) * F + self._edge_feature.take(nodes))
+            below_pos, below_neg, child_parent = s_pos, s_neg, parent
+        if not parts_flat:
+            return np.zeros((n, F))
+        flat = np.concatenate(parts_flat)
+        weight = np.concatenate(parts_weight)
         return np.bincount(flat, weights=weight, minlength=n * F).reshape(n, F)
 
     def _plan(self, r: np.ndarray) -> _ReferencePlan:
@@ -683,11 +697,20 @@ class TreeExplainer:
         slot_is_a = ~meets_r[self._slot_node]
         leaf_of_slot = np.repeat(np.arange(len(self._leaf_value)), np.diff(self._slot_ptr))
         a = np.bincount(leaf_of_slot[slot_is_a], minlength=len(self._leaf_value))
+        coef_base = np.zeros(len(self._column), dtype=np.int64)  # per node: |A| (D + 1)
+        coef_base[self._forest.leaf_nodes] = a * (self._depth + 1)
+        prev = self._edge_prev
+        has_prev = prev >= 0
+        b_column = np.where(meets_r & edges, self._column, E)
+        is_a = ~meets_r
+        d_a = is_a.astype(np.float64)
+        d_a[has_prev] -= is_a[prev[has_prev]]
         plan = _ReferencePlan(
             ask_column=np.where(meets_r, E, self._column),
-            b_column=np.where(slot_is_a, E, self._slot_column),
-            slot_kind=np.where(slot_is_a, 2, 0),
-            a=a.astype(np.int64),
+            b_column=b_column,
+            b_column_prev=np.where(has_prev, b_column[np.maximum(prev, 0)], E),
+            d_a=d_a,
+            coef_base=coef_base,
         )
         if len(self._plans) >= 8:  # a few references at a time; drop the oldest
             self._plans.pop(next(iter(self._plans)))
@@ -880,9 +903,7 @@ def reason_codes(
             f"groups names feature(s) {unknown[:_SHOW]!r} that are not model features; "
             f"features: {names[:10]!r}. Remove them or fix their spelling."
         )
-    clash = sorted(
-        {code for code in groups.values() if code in names and groups.get(code) != code}
-    )
+    clash = sorted({code for code in groups.values() if code in names and groups.get(code) != code})
     if clash:
         raise ConfigError(
             f"Group code(s) {clash!r} are also names of features outside the group; rename "
