@@ -781,41 +781,51 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def _row_values(
-    values: Any, names: Sequence[str], n: int, what: str
-) -> list[dict[str, Any]] | None:
-    if values is None:
-        return None
-    if isinstance(values, ReferencePoint):
-        values = values.values
-    if isinstance(values, Mapping):
-        values = pd.DataFrame([dict(values)])
-    if isinstance(values, pd.Series):
-        values = values.to_frame().T
-    if isinstance(values, pd.DataFrame):
-        missing = [c for c in names if c not in values.columns]
-        if missing:
+class _Values:
+    """Readable values of rows, read lazily per (row, feature): only reasons need them."""
+
+    def __init__(self, values: Any, names: Sequence[str], n: int, what: str) -> None:
+        self._frame: pd.DataFrame | None = None
+        self._columns: dict[str, np.ndarray] = {}
+        self._array: np.ndarray | None = None
+        self._index = {name: j for j, name in enumerate(names)}
+        if isinstance(values, ReferencePoint):
+            values = values.values
+        if isinstance(values, Mapping):
+            values = pd.Series(dict(values), dtype=object)
+        if isinstance(values, pd.Series):
+            values = values.to_frame().T
+        if isinstance(values, pd.DataFrame):
+            missing = [c for c in names if c not in values.columns]
+            if missing:
+                raise DataValidationError(
+                    f"{what} lacks the feature(s) {missing[:_SHOW]!r}; pass the rows (or the "
+                    "reference) the contributions were computed from."
+                )
+            self._frame, rows = values, len(values)
+        else:
+            arr = np.asarray(values, dtype=object)
+            arr = arr.reshape(1, -1) if arr.ndim == 1 else arr
+            if arr.ndim != 2 or arr.shape[1] != len(names):
+                raise DataValidationError(
+                    f"{what} must have one column per feature ({len(names)}); got shape "
+                    f"{arr.shape!r}."
+                )
+            self._array, rows = arr, len(arr)
+        if rows not in (1, n):
             raise DataValidationError(
-                f"{what} lacks the feature(s) {missing[:_SHOW]!r}; pass the frame the "
-                "contributions were computed from."
+                f"{what} has {rows} row(s) but the contributions have {n}; pass the same rows."
             )
-        frame = values[list(names)]
-        rows = [[_plain(v) for v in row] for row in frame.itertuples(index=False, name=None)]
-    else:
-        arr = np.asarray(values, dtype=object)
-        arr = arr.reshape(1, -1) if arr.ndim == 1 else arr
-        if arr.ndim != 2 or arr.shape[1] != len(names):
-            raise DataValidationError(
-                f"{what} must have one column per feature ({len(names)}); got shape {arr.shape!r}."
-            )
-        rows = [[_plain(v) for v in row] for row in arr]
-    if len(rows) == 1 and n > 1:
-        rows = rows * n
-    if len(rows) != n:
-        raise DataValidationError(
-            f"{what} has {len(rows)} row(s) but the contributions have {n}; pass the same rows."
-        )
-    return [dict(zip(names, row, strict=True)) for row in rows]
+        self._one = rows == 1
+
+    def get(self, i: int, feature: str) -> Any:
+        i = 0 if self._one else i
+        if self._array is not None:
+            return _plain(self._array[i, self._index[feature]])
+        column = self._columns.get(feature)
+        if column is None and self._frame is not None:
+            column = self._columns[feature] = self._frame[feature].to_numpy(dtype=object)
+        return None if column is None else _plain(column[i])
 
 
 def reason_codes(
@@ -923,9 +933,8 @@ def reason_codes(
     signed = by_code if direction == "adverse" else -by_code
     k = min(top, len(codes))
     order = np.argsort(-signed, axis=1, kind="stable")[:, :k]  # stable: ties by name
-    row_values = _row_values(values, names, len(phi), "values")
-    ref_values = _row_values(reference, names, 1, "reference")
-    ref = ref_values[0] if ref_values else {}
+    row_values = None if values is None else _Values(values, names, len(phi), "values")
+    ref_values = None if reference is None else _Values(reference, names, 1, "reference")
     out: list[list[ReasonCode]] = []
     for i in range(len(phi)):
         reasons = []
@@ -933,14 +942,13 @@ def reason_codes(
             if not signed[i, j] > 0.0:
                 break
             feats = members[codes[j]]
-            vals = row_values[i] if row_values else {}
             reasons.append(
                 ReasonCode(
                     code=codes[j],
                     contribution=float(by_code[i, j]),
                     features=feats,
-                    values={f: vals.get(f) for f in feats},
-                    reference={f: ref.get(f) for f in feats},
+                    values={f: row_values.get(i, f) if row_values else None for f in feats},
+                    reference={f: ref_values.get(0, f) if ref_values else None for f in feats},
                 )
             )
         out.append(reasons)
