@@ -786,22 +786,25 @@ class _Values:
 
     def __init__(self, values: Any, names: Sequence[str], n: int, what: str) -> None:
         self._frame: pd.DataFrame | None = None
+        self._mapping: Mapping[str, Any] | None = None
         self._columns: dict[str, np.ndarray] = {}
         self._array: np.ndarray | None = None
         self._index = {name: j for j, name in enumerate(names)}
         if isinstance(values, ReferencePoint):
             values = values.values
-        if isinstance(values, Mapping):
-            values = pd.Series(dict(values), dtype=object)
         if isinstance(values, pd.Series):
-            values = values.to_frame().T
-        if isinstance(values, pd.DataFrame):
-            missing = [c for c in names if c not in values.columns]
+            values = values.to_dict()
+        if isinstance(values, Mapping | pd.DataFrame):
+            have = values.columns if isinstance(values, pd.DataFrame) else values
+            missing = [c for c in names if c not in have]
             if missing:
                 raise DataValidationError(
                     f"{what} lacks the feature(s) {missing[:_SHOW]!r}; pass the rows (or the "
                     "reference) the contributions were computed from."
                 )
+        if isinstance(values, Mapping):
+            self._mapping, rows = values, 1
+        elif isinstance(values, pd.DataFrame):
             self._frame, rows = values, len(values)
         else:
             arr = np.asarray(values, dtype=object)
@@ -820,6 +823,8 @@ class _Values:
 
     def get(self, i: int, feature: str) -> Any:
         i = 0 if self._one else i
+        if self._mapping is not None:
+            return _plain(self._mapping[feature])
         if self._array is not None:
             return _plain(self._array[i, self._index[feature]])
         column = self._columns.get(feature)
