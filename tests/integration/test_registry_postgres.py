@@ -165,12 +165,6 @@ def test_a_wrong_password_fails_without_showing_it(postgres_url, tmp_path, monke
     assert secret not in caplog.text
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=RegistryError,
-    reason="SQLAlchemy 2.1 reads postgresql:// as psycopg 3; the postgres extra installs "
-    "psycopg2, so a bare postgresql:// tracking URI needs postgresql+psycopg2:// today",
-)
 def test_a_bare_postgresql_uri_uses_the_installed_driver(new_database, tmp_path):
     url = new_database().replace("postgresql+psycopg2://", "postgresql://")
     registry = Registry(TrackingSettings(uri=url, artifacts=str(tmp_path)), root=tmp_path)

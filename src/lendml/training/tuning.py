@@ -74,7 +74,7 @@ class TuningResult:
     n_trials: int
     n_pruned: int
     study: str
-    storage: str | None
+    storage: str | None  # the URL with its password masked
     trials: list[dict[str, Any]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
@@ -85,7 +85,7 @@ class TuningResult:
             "n_trials": self.n_trials,
             "n_pruned": self.n_pruned,
             "study": self.study,
-            "storage": _mask(self.storage),
+            "storage": self.storage,
             "trials": self.trials,
         }
 
@@ -106,6 +106,35 @@ METRICS = {
     "average_precision": ("maximize", "average_precision"),
     "logloss": ("minimize", "binary_logloss"),
 }
+
+
+def _open_storage(url: str) -> optuna.storages.BaseStorage:
+    """An Optuna RDB storage, retried while other workers create its tables.
+
+    Several workers starting on an empty database race to create Optuna's tables; the
+    losers see a unique-violation from the database. They retry after a short wait.
+    Errors name the storage with its password masked.
+    """
+    import time
+
+    from sqlalchemy.exc import SQLAlchemyError
+
+    last: Exception | None = None
+    for attempt in range(6):
+        try:
+            return optuna.storages.RDBStorage(url)
+        except SQLAlchemyError as exc:
+            last = exc
+            text = str(exc).lower()
+            if "unique" not in text and "already exists" not in text:
+                break
+            time.sleep(0.2 * (attempt + 1))
+    detail = str(getattr(last, "orig", None) or type(last).__name__).replace(url, _mask(url) or "")
+    first = detail.strip().splitlines()[0] if detail.strip() else ""
+    raise ConfigError(
+        f"Could not open the tuning storage {_mask(url)!r}: {first}. Check the URL, that the "
+        "database is up, and the credentials."
+    ) from None
 
 
 def validation_score(model: Model, X: pd.DataFrame, y: np.ndarray, metric: str) -> float:
@@ -158,7 +187,13 @@ def tune(
         if kind == "lightgbm":
             from optuna_integration import LightGBMPruningCallback
 
-            callbacks.append(LightGBMPruningCallback(trial, lgb_metric, valid_name="valid"))
+            # A shared database gets one report per 10 rounds, not one per round.
+            interval = 1 if storage is None else 10
+            callbacks.append(
+                LightGBMPruningCallback(
+                    trial, lgb_metric, valid_name="valid", report_interval=interval
+                )
+            )
         model = cls(**params).fit(
             X_train, y_train, X_valid=X_valid, y_valid=y_valid, schema=schema, callbacks=callbacks
         )
@@ -169,7 +204,7 @@ def tune(
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(
         study_name=study_name,
-        storage=storage,
+        storage=_open_storage(storage) if storage is not None else None,
         direction=direction,
         sampler=optuna.samplers.TPESampler(seed=seed, multivariate=True),
         pruner=optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=30),
@@ -198,7 +233,7 @@ def tune(
         n_trials=len(study.trials),
         n_pruned=sum(t.state == optuna.trial.TrialState.PRUNED for t in study.trials),
         study=study_name,
-        storage=storage,
+        storage=_mask(storage),
         trials=[
             {
                 "number": t.number,
