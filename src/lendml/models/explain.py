@@ -485,6 +485,7 @@ class TreeExplainer:
         self._leaf_of_node[leaf_nodes] = np.arange(len(leaf_nodes))
         self._leaf_value = forest.value[leaf_nodes]
         self._is_leaf = forest.left < 0
+        self._is_inner = ~self._is_leaf
         self._kids = np.stack([forest.left, forest.right], axis=1)
         # the slots of leaf i: its path's features, each with its last edge on the path
         sizes = np.asarray([len(s) for s in forest.leaf_slots], dtype=np.int64)
@@ -646,25 +647,28 @@ class TreeExplainer:
         nodes = np.tile(roots, n)
         b = np.zeros(len(nodes), dtype=np.int64)
         levels: list[tuple[np.ndarray, ...]] = []
-        parent = d_b = np.zeros(0, dtype=np.int64)
+        parent = np.zeros(0, dtype=np.int64)
+        d_b = np.zeros(0, dtype=bool)
         while len(nodes):
             levels.append((rows, nodes, parent, d_b, b))
-            inner = np.flatnonzero(~self._is_leaf.take(nodes))
+            inner = np.flatnonzero(self._is_inner.take(nodes))
             children = self._kids.take(nodes.take(inner), axis=0).ravel()
             child_rows = np.repeat(rows.take(inner), 2)
             keep = np.flatnonzero(meets.take(child_rows + plan.ask_column.take(children)))
             rows = child_rows.take(keep)
             nodes = children.take(keep)
             parent = inner.take(keep >> 1)
-            d_b = meets.take(rows + plan.b_column_prev.take(nodes)).astype(np.int64)
-            d_b -= meets.take(rows + plan.b_column.take(nodes))
+            # constraints only tighten down a path, so "x meets it here" implies "x met it
+            # on the previous edge on this feature": dB = met before and not now
+            d_b = meets.take(rows + plan.b_column_prev.take(nodes))
+            d_b &= ~meets.take(rows + plan.b_column.take(nodes))
             b = b.take(parent) + d_b
         # 2. Each reachable leaf's shares by the closed form: SP (to each A-feature) and
         #    SN (from each B-feature), summed bottom-up so that every node holds the sums
         #    of the leaves below it.
+        out = np.zeros(n * F)
         below_pos = below_neg = np.zeros(0)
         child_parent = np.zeros(0, dtype=np.int64)
-        parts_flat, parts_weight = [], []
         for rows, nodes, parent, d_b, b in reversed(levels):
             coef = plan.coef_base.take(nodes) + b
             value = self._forest.value.take(nodes)  # 0 at inner nodes
@@ -676,14 +680,13 @@ class TreeExplainer:
             # 3. Telescoped over the path: a feature gets SP where it joins A, -SN where it
             #    joins B, on the edge into the node.
             if len(parent):
-                parts_weight.append(plan.d_a.take(nodes) * s_pos - d_b * s_neg)
-                parts_flat.append((rows // width) * F + self._edge_feature.take(nodes))
+                d_a = plan.d_a.take(nodes)
+                moved = np.flatnonzero(d_a | d_b)
+                weight = d_a.take(moved) * s_pos.take(moved) - d_b.take(moved) * s_neg.take(moved)
+                flat = (rows.take(moved) // width) * F + self._edge_feature.take(nodes.take(moved))
+                out += np.bincount(flat, weights=weight, minlength=n * F)
             below_pos, below_neg, child_parent = s_pos, s_neg, parent
-        if not parts_flat:
-            return np.zeros((n, F))
-        flat = np.concatenate(parts_flat)
-        weight = np.concatenate(parts_weight)
-        return np.bincount(flat, weights=weight, minlength=n * F).reshape(n, F)
+        return out.reshape(n, F)
 
     def _plan(self, r: np.ndarray) -> _ReferencePlan:
         key = r.tobytes()
@@ -703,8 +706,8 @@ class TreeExplainer:
         has_prev = prev >= 0
         b_column = np.where(meets_r & edges, self._column, E)
         is_a = ~meets_r
-        d_a = is_a.astype(np.float64)
-        d_a[has_prev] -= is_a[prev[has_prev]]
+        d_a = is_a.copy()  # joins A here: not met by r here, met on the previous edge
+        d_a[has_prev] &= ~is_a[prev[has_prev]]
         plan = _ReferencePlan(
             ask_column=np.where(meets_r, E, self._column),
             b_column=b_column,
