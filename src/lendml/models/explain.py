@@ -82,13 +82,11 @@ class _Forest:
     value: np.ndarray  # leaf values (0 for internal nodes)
     cat_words: np.ndarray  # (n_nodes, n_words) uint32 bitsets of categorical splits
     cat_nwords: np.ndarray  # words used per node
-    max_depth: int
     # edges: one per non-root node, named by that child node
-    edge_parent: dict[int, int]
-    edge_prev: dict[int, int]  # nearest ancestor edge splitting on the same feature
-    # leaves: node id and, per feature on the path, the last edge splitting on it
-    leaf_nodes: list[int]
-    leaf_slots: list[list[tuple[int, int]]]
+    parent: np.ndarray  # -1 for roots
+    prev: np.ndarray  # the nearest edge above on the same feature, -1 if none
+    depth: np.ndarray
+    max_features_on_path: int  # most distinct features on one root-to-leaf path
 
 
 def _parse_categories(text: str, where: str) -> list[int]:
@@ -126,14 +124,16 @@ def _flatten(dump: Mapping[str, Any]) -> _Forest:
     right: list[int] = []
     value: list[float] = []
     cats: dict[int, list[int]] = {}
-    edge_parent: dict[int, int] = {}
-    edge_prev: dict[int, int] = {}
-    leaf_nodes: list[int] = []
-    leaf_slots: list[list[tuple[int, int]]] = []
+    parent: list[int] = []
+    prev: list[int] = []
+    depth_of: list[int] = []
     roots: list[int] = []
-    max_depth = 0
+    path_features = 0
 
-    def new_node() -> int:
+    def new_node(parent_id: int = -1, prev_id: int = -1, depth: int = 0) -> int:
+        parent.append(parent_id)
+        prev.append(prev_id)
+        depth_of.append(depth)
         feature.append(-1)
         threshold.append(0.0)
         is_cat.append(False)
@@ -153,7 +153,6 @@ def _flatten(dump: Mapping[str, Any]) -> _Forest:
         ]
         while stack:
             js, nid, depth, last = stack.pop()
-            max_depth = max(max_depth, depth)
             if "leaf_value" in js or "split_feature" not in js:
                 if "leaf_coeff" in js:
                     raise ConfigError(
@@ -161,8 +160,7 @@ def _flatten(dump: Mapping[str, Any]) -> _Forest:
                         "support constant leaves only. Train without linear_tree."
                     )
                 value[nid] = float(js.get("leaf_value", 0.0))
-                leaf_nodes.append(nid)
-                leaf_slots.append(sorted(last.items()))
+                path_features = max(path_features, len(last))
                 continue
             f = int(js["split_feature"])
             feature[nid] = f
@@ -192,10 +190,8 @@ def _flatten(dump: Mapping[str, Any]) -> _Forest:
                 )
             children = []
             for side in ("left_child", "right_child"):
-                child = new_node()
+                child = new_node(nid, last.get(f, -1), depth + 1)
                 children.append(child)
-                edge_parent[child] = nid
-                edge_prev[child] = last.get(f, -1)
                 stack.append((js[side], child, depth + 1, {**last, f: child}))
             left[nid], right[nid] = children
 
@@ -221,11 +217,10 @@ def _flatten(dump: Mapping[str, Any]) -> _Forest:
         value=np.asarray(value, dtype=np.float64),
         cat_words=cat_words,
         cat_nwords=cat_nwords,
-        max_depth=max_depth,
-        edge_parent=edge_parent,
-        edge_prev=edge_prev,
-        leaf_nodes=leaf_nodes,
-        leaf_slots=leaf_slots,
+        parent=np.asarray(parent, dtype=np.int64),
+        prev=np.asarray(prev, dtype=np.int64),
+        depth=np.asarray(depth_of, dtype=np.int64),
+        max_features_on_path=path_features,
     )
 
 
@@ -261,7 +256,7 @@ def _route(forest: _Forest, X: np.ndarray) -> np.ndarray:
     """The leaf node id each row reaches in each tree, shape ``(n, n_trees)``."""
     cur = np.broadcast_to(forest.roots, (len(X), len(forest.roots))).copy()
     rows = np.broadcast_to(np.arange(len(X))[:, None], cur.shape)
-    for _ in range(forest.max_depth):
+    for _ in range(int(forest.depth.max(initial=0))):
         active = forest.left[cur] >= 0
         if not active.any():
             break
@@ -370,21 +365,21 @@ def _bins_and_tables(
 
     cum: dict[int, np.ndarray] = {}
     # creation order: an edge is always created before the edges below it
-    for child in sorted(forest.edge_parent):
-        parent = forest.edge_parent[child]
+    edges = np.flatnonzero(forest.parent >= 0)
+    for child in edges.tolist():
+        parent = int(forest.parent[child])
         go_left = bin_left(parent) if forest.left[parent] == child else None
         ok = go_left if go_left is not None else ~bin_left(parent)
-        prev = forest.edge_prev[child]
+        prev = int(forest.prev[child])
         cum[child] = ok & cum[prev] if prev >= 0 else ok
 
     # Edges are numbered feature by feature; each feature's table is bins x its edges, so
     # a row's answers for all edges of a feature are one contiguous table row.
     n_nodes = len(forest.feature)
     column = np.full(n_nodes, -1, dtype=np.int64)
-    edges = np.asarray(sorted(forest.edge_parent), dtype=np.int64)
     tables: list[tuple[int, np.ndarray]] = []
     if len(edges):
-        edge_feat = forest.feature[[forest.edge_parent[int(e)] for e in edges]]
+        edge_feat = forest.feature[forest.parent[edges]]
         start = 0
         for f in np.unique(edge_feat):
             mine = edges[edge_feat == f]
@@ -470,32 +465,20 @@ class TreeExplainer:
         self.schema_ = schema
         self.feature_names_: list[str] = forest.feature_names
         self.n_trees_ = len(forest.roots)
-        self.n_leaves_ = len(forest.leaf_nodes)
+        self.n_leaves_ = int((forest.left < 0).sum())
         self._bins, self._tables, self._column = _bins_and_tables(forest)
         self._n_edges = sum(t.shape[1] for _f, t in self._tables)
-        parent_feature = np.full(len(forest.feature), -1, dtype=np.int64)
-        for child, parent in forest.edge_parent.items():
-            parent_feature[child] = forest.feature[parent]
-        self._edge_feature = parent_feature  # per node: feature of the edge into it
-        self._edge_prev = np.full(len(forest.feature), -1, dtype=np.int64)
-        for child, prev in forest.edge_prev.items():
-            self._edge_prev[child] = prev
-        leaf_nodes = np.asarray(forest.leaf_nodes, dtype=np.int64)
-        self._leaf_of_node = np.full(len(forest.feature), -1, dtype=np.int64)
-        self._leaf_of_node[leaf_nodes] = np.arange(len(leaf_nodes))
-        self._leaf_value = forest.value[leaf_nodes]
+        has_parent = forest.parent >= 0
+        # per node: the feature of the edge into it
+        self._edge_feature = np.where(has_parent, forest.feature[np.maximum(forest.parent, 0)], -1)
         self._is_leaf = forest.left < 0
         self._is_inner = ~self._is_leaf
         self._kids = np.stack([forest.left, forest.right], axis=1)
-        # the slots of leaf i: its path's features, each with its last edge on the path
-        sizes = np.asarray([len(s) for s in forest.leaf_slots], dtype=np.int64)
-        self._slot_ptr = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
-        self._slot_node = np.asarray(
-            [edge for slots in forest.leaf_slots for _f, edge in slots], dtype=np.int64
-        )
-        self._slot_feature = parent_feature[self._slot_node]
-        self._slot_column = self._column[self._slot_node]
-        self._depth = int(sizes.max(initial=0))
+        self._by_depth = [
+            np.flatnonzero(forest.depth == d)
+            for d in range(1, int(forest.depth.max(initial=0)) + 1)
+        ]
+        self._depth = forest.max_features_on_path
         pos, neg = _shapley_weights(self._depth)
         self._w_pos, self._w_neg = pos.ravel(), neg.ravel()
         self._plans: dict[bytes, _ReferencePlan] = {}
@@ -697,17 +680,16 @@ class TreeExplainer:
         edges = self._column >= 0
         meets_r = np.ones(len(self._column), dtype=bool)
         meets_r[edges] = self._meets_all(r[None, :])[0, self._column[edges]]
-        slot_is_a = ~meets_r[self._slot_node]
-        leaf_of_slot = np.repeat(np.arange(len(self._leaf_value)), np.diff(self._slot_ptr))
-        a = np.bincount(leaf_of_slot[slot_is_a], minlength=len(self._leaf_value))
-        coef_base = np.zeros(len(self._column), dtype=np.int64)  # per node: |A| (D + 1)
-        coef_base[self._forest.leaf_nodes] = a * (self._depth + 1)
-        prev = self._edge_prev
+        prev = self._forest.prev
         has_prev = prev >= 0
         b_column = np.where(meets_r & edges, self._column, E)
         is_a = ~meets_r
         d_a = is_a.copy()  # joins A here: not met by r here, met on the previous edge
         d_a[has_prev] &= ~is_a[prev[has_prev]]
+        a = np.zeros(len(self._column), dtype=np.int64)  # |A| on the path to each node
+        for nodes in self._by_depth:
+            a[nodes] = a[self._forest.parent[nodes]] + d_a[nodes]
+        coef_base = np.where(self._is_leaf, a * (self._depth + 1), 0)
         plan = _ReferencePlan(
             ask_column=np.where(meets_r, E, self._column),
             b_column=b_column,
