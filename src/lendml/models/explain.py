@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import logging
 import math
+import threading
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
@@ -482,6 +483,7 @@ class TreeExplainer:
         pos, neg = _shapley_weights(self._depth)
         self._w_pos, self._w_neg = pos.ravel(), neg.ravel()
         self._plans: dict[bytes, _ReferencePlan] = {}
+        self._plans_lock = threading.Lock()  # serving may explain from several threads
 
     # -- construction
     @classmethod
@@ -673,7 +675,8 @@ class TreeExplainer:
 
     def _plan(self, r: np.ndarray) -> _ReferencePlan:
         key = r.tobytes()
-        plan = self._plans.get(key)
+        with self._plans_lock:
+            plan = self._plans.get(key)
         if plan is not None:
             return plan
         E = self._n_edges
@@ -697,9 +700,10 @@ class TreeExplainer:
             d_a=d_a,
             coef_base=coef_base,
         )
-        if len(self._plans) >= 8:  # a few references at a time; drop the oldest
-            self._plans.pop(next(iter(self._plans)))
-        self._plans[key] = plan
+        with self._plans_lock:
+            if len(self._plans) >= 8:  # a few references at a time; drop the oldest
+                self._plans.pop(next(iter(self._plans)))
+            self._plans[key] = plan
         return plan
 
     # -- validation
