@@ -179,8 +179,13 @@ def build_plan(
 ) -> ibis.Table:
     """The training-set expression: spine columns + one column per feature, in spine order."""
     result = spine
+    # Views over the same source read one table (one file scan registered per source).
+    sources: dict[tuple[str, str], ibis.Table] = {}
     for view in service.feature_views:
-        src = _view_source(engine, view, resolve_path)
+        where = (view.source.format, resolve_path(view.source.path))
+        if where not in sources:
+            sources[where] = _view_source(engine, view, resolve_path)
+        src = sources[where]
         key_type = src[view.entity.key].type()
         if view.aggregations:
             part = _window_features(engine, spine, view, src, key_type)
