@@ -190,7 +190,12 @@ def run_anchor(saved: Path, days: int) -> dict:
 
 def run_child(args: list[str], timeout: float) -> dict:
     cmd = [sys.executable, __file__, *args]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        raise SystemExit(
+            f"{' '.join(args)} took longer than --timeout {timeout:.0f} s; stopped."
+        ) from None
     if proc.returncode != 0:
         sys.stderr.write(proc.stderr[-4000:])
         raise SystemExit(f"{' '.join(args)} failed (exit {proc.returncode})")

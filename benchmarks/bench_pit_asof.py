@@ -168,6 +168,7 @@ def run_lendml(folder: Path):
     )
     project = Project(root)
     project.apply()
+    _ = project.engine  # one-off: starts DuckDB and imports Ibis' backend, as the anchor's import
     t = time.perf_counter()
     table = project.training_set("pit_v1", folder / "spine.parquet").to_arrow()
     wall = time.perf_counter() - t
@@ -211,6 +212,11 @@ def run_feast(folder: Path):
         source=FileSource(path=str(folder / "features.parquet"), timestamp_field="event_ts"),
     )
     store.apply([borrower, view])
+    # One-off imports the first query would otherwise pay inside the timing.
+    import feast.infra.offline_stores.duckdb  # noqa: F401
+    import ibis
+
+    ibis.duckdb.connect().disconnect()
     refs = [f"pit:{c}" for c in feature_names()]
     t = time.perf_counter()
     spine = pd.read_parquet(folder / "spine.parquet").rename(columns={"as_of": "event_timestamp"})
@@ -260,11 +266,17 @@ def ensure_feast_venv(spec: str) -> Path:
     print(f"creating {FEAST_VENV} with pip install {spec!r} (once; later runs reuse it) ...")
     log = Path(f"{FEAST_VENV}-install.log")
     with log.open("w") as out:
-        if not py.exists():
-            subprocess.run([sys.executable, "-m", "venv", str(FEAST_VENV)], check=True)
-        subprocess.run(
-            [str(py), "-m", "pip", "install", "-q", spec], check=True, stdout=out, stderr=out
-        )
+        try:
+            if not py.exists():
+                subprocess.run([sys.executable, "-m", "venv", str(FEAST_VENV)], check=True)
+            subprocess.run(
+                [str(py), "-m", "pip", "install", "-q", spec], check=True, stdout=out, stderr=out
+            )
+        except subprocess.CalledProcessError as exc:
+            raise SystemExit(
+                f"Installing {spec!r} into {FEAST_VENV} failed ({exc}); see {log}. Rerun with "
+                "--no-feast to measure lendml and the ASOF JOIN alone."
+            ) from exc
     marker.write_text(spec)
     return py
 
@@ -274,7 +286,10 @@ def run_child(python: str, name: str, folder: Path, save: Path | None, timeout: 
     if save is not None:
         cmd += ["--save", str(save)]
     env = {**os.environ, "PYTHONWARNINGS": "ignore"}
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
+    except subprocess.TimeoutExpired:
+        raise SystemExit(f"{name} took longer than --timeout {timeout:.0f} s; stopped.") from None
     if proc.returncode != 0:
         sys.stderr.write(proc.stderr[-4000:])
         raise SystemExit(f"{name} failed (exit {proc.returncode})")
