@@ -467,8 +467,15 @@ class TreeExplainer:
         self.feature_names_: list[str] = forest.feature_names
         self.n_trees_ = len(forest.roots)
         self.n_leaves_ = int((forest.left < 0).sum())
-        self._bins, self._tables, self._column = _bins_and_tables(forest)
+        self._bins, self._tables, table_column = _bins_and_tables(forest)
         self._n_edges = sum(t.shape[1] for _f, t in self._tables)
+        # The work matrix numbers edges in node order (tree by tree), so that the edges a
+        # row visits in one tree sit together in memory; the tables number them feature
+        # by feature. _gather reorders one into the other.
+        edges = np.flatnonzero(forest.parent >= 0)
+        self._column = np.full(len(forest.feature), -1, dtype=np.int64)
+        self._column[edges] = np.arange(len(edges))
+        self._gather = table_column[edges]
         has_parent = forest.parent >= 0
         # per node: the feature of the edge into it
         self._edge_feature = np.where(has_parent, forest.feature[np.maximum(forest.parent, 0)], -1)
@@ -570,13 +577,13 @@ class TreeExplainer:
         """Whether each row meets the cumulative constraint of each edge, shape
         ``(n, n_edges)`` with edges in column order (``self._column``)."""
         bins = self._bins.of(X)
-        out = np.empty((len(X), self._n_edges), dtype=bool)
+        by_feature = np.empty((len(X), self._n_edges), dtype=bool)
         start = 0
         for f, table in self._tables:
             stop = start + table.shape[1]
-            out[:, start:stop] = table[bins[f]]
+            by_feature[:, start:stop] = table[bins[f]]
             start = stop
-        return out
+        return by_feature.take(self._gather, axis=1)
 
     def explain(
         self,
@@ -635,8 +642,9 @@ class TreeExplainer:
         parent = np.zeros(0, dtype=np.int64)
         d_b = np.zeros(0, dtype=bool)
         while len(nodes):
-            levels.append((rows, nodes, parent, d_b, b))
-            inner = np.flatnonzero(self._is_inner.take(nodes))
+            inner_mask = self._is_inner.take(nodes)
+            levels.append((rows, nodes, parent, d_b, b, np.flatnonzero(~inner_mask)))
+            inner = np.flatnonzero(inner_mask)
             children = self._kids.take(nodes.take(inner), axis=0).ravel()
             child_rows = np.repeat(rows.take(inner), 2)
             keep = np.flatnonzero(meets.take(child_rows + plan.ask_column.take(children)))
@@ -654,14 +662,15 @@ class TreeExplainer:
         out = np.zeros(n * F)
         below_pos = below_neg = np.zeros(0)
         child_parent = np.zeros(0, dtype=np.int64)
-        for rows, nodes, parent, d_b, b in reversed(levels):
-            coef = plan.coef_base.take(nodes) + b
-            value = self._forest.value.take(nodes)  # 0 at inner nodes
-            s_pos = value * self._w_pos.take(coef)
-            s_neg = value * self._w_neg.take(coef)
-            if len(below_pos):
-                s_pos += np.bincount(child_parent, weights=below_pos, minlength=len(nodes))
-                s_neg += np.bincount(child_parent, weights=below_neg, minlength=len(nodes))
+        for rows, nodes, parent, d_b, b, leaves in reversed(levels):
+            # (astype: bincount of nothing is an int array, even with weights)
+            s_pos = np.bincount(child_parent, below_pos, len(nodes)).astype(float, copy=False)
+            s_neg = np.bincount(child_parent, below_neg, len(nodes)).astype(float, copy=False)
+            leaf_nodes = nodes.take(leaves)
+            coef = plan.coef_base.take(leaf_nodes) + b.take(leaves)
+            value = self._forest.value.take(leaf_nodes)
+            s_pos[leaves] = value * self._w_pos.take(coef)
+            s_neg[leaves] = value * self._w_neg.take(coef)
             # 3. Telescoped over the path: a feature gets SP where it joins A, -SN where it
             #    joins B, on the edge into the node.
             if len(parent):
