@@ -446,6 +446,18 @@ def main(argv: list[str] | None = None) -> int:
         )
     else:
         print("goal lendml >= 10x faster than Feast: not measured (--no-feast)")
+    paired = statistics.median(
+        x["wall"] / a["wall"] for x, a in zip(runs["lendml"], runs["anchor"], strict=True)
+    )
+    line = (
+        f"median of per-repeat ratios (less sensitive to load swings): lendml/anchor {paired:.2f}x"
+    )
+    if "feast" in runs:
+        fl = statistics.median(
+            f["wall"] / x["wall"] for f, x in zip(runs["feast"], runs["lendml"], strict=True)
+        )
+        line += f", Feast/lendml {fl:.2f}x"
+    print(line)
     print(
         "runs (s): "
         + "; ".join(f"{n} " + ", ".join(f"{x['wall']:.2f}" for x in runs[n]) for n in names)
