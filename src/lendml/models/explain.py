@@ -25,9 +25,11 @@ tables that reproduce LightGBM's own routing bit for bit — ``<=`` splits with 
 their category sets, values within 1e-35 of zero read as zero. Every split value of a
 feature cuts its values into bins; per edge of every tree a table says which bins satisfy
 all the splits on that feature from the root down (so a feature used twice on a path is
-one constraint). For a block of rows, one pass over the trees (vectorised over rows and
-trees, one step per depth level) finds the leaves reachable for some coalition, and the
-closed form above gives each leaf's share to its ``A`` and ``B`` features.
+one constraint). For a block of rows, a top-down pass over all trees at once (numpy, one
+step per depth level) keeps the nodes reachable for some coalition and counts ``|B|`` on
+the way; a bottom-up pass sums the leaves' closed-form shares below each node, and each
+feature receives them on the edge where it joins ``A`` or ``B`` (a telescoping sum along
+the path). The work is proportional to the reachable nodes of each row.
 :func:`reason_codes` turns attributions into ranked, grouped reasons that never name an
 excluded (protected) attribute; :func:`reference_point` documents the reference.
 """
