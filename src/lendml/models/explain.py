@@ -1083,6 +1083,20 @@ def reference_point(
     DataValidationError
         ``scores`` does not match ``frame`` or holds non-finite values, or no row lies on
         the requested side of the cutoff.
+
+    Examples
+    --------
+    >>> import numpy as np, pandas as pd
+    >>> from lendml.models.lightgbm import LightGBMModel
+    >>> rng = np.random.default_rng(0)
+    >>> home = rng.choice(["own", "rent"], 400)
+    >>> frame = pd.DataFrame({"dti": rng.uniform(size=400), "home": home})
+    >>> bad = (rng.uniform(size=400) < frame["dti"]).astype(int)
+    >>> model = LightGBMModel(n_estimators=5, early_stopping_rounds=0).fit(frame, bad)
+    >>> p_bad = model.predict_proba(frame)[:, 1]
+    >>> ref = reference_point(model, frame, p_bad, cutoff=0.5, side="below", min_rows=20)
+    >>> ref.n_rows >= 20, sorted(ref.values)
+    (True, ['dti', 'home'])
     """
     if not band > 0 or not math.isfinite(band):
         raise ConfigError(f"band must be a positive number; got {band!r}.")
