@@ -94,10 +94,12 @@ def test_register_list_show_promote_rollback_history(project, runs):
 
 
 def test_errors_are_printed_without_a_traceback(project, runs):
+    # Its own model: test workers may run this module's tests apart from each other.
+    invoke(project, "register", runs[0], "--name", "errs")
     cases = [
         (("show", "nope@champion"), "ModelNotFound: No registered model 'nope'"),
-        (("promote", "credit_pd", "1", "--alias", "prod", "--reason", "x"), "use one of"),
-        (("promote", "credit_pd", "99", "--reason", "x"), "has no version 99"),
+        (("promote", "errs", "1", "--alias", "prod", "--reason", "x"), "use one of"),
+        (("promote", "errs", "99", "--reason", "x"), "has no version 99"),
         (("register", "f00d", "--name", "x"), "No run with id 'f00d'"),
     ]
     for args, message in cases:
