@@ -29,7 +29,7 @@ import time
 import numpy as np
 import pandas as pd
 
-from lendml.models.explain import TreeExplainer, reason_codes, reference_point
+from lendml.models import TreeExplainer, reason_codes, reference_point
 from lendml.models.lightgbm import LightGBMModel
 
 GOAL_RATIO = 10.0

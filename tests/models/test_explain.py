@@ -20,11 +20,13 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from lendml.errors import ConfigError, DataValidationError
-from lendml.models import FeatureSchema, FeatureSpec, load_model
-from lendml.models.explain import (
+from lendml.models import (
+    FeatureSchema,
+    FeatureSpec,
     ReasonCode,
     ReferencePoint,
     TreeExplainer,
+    load_model,
     reason_codes,
     reference_point,
 )

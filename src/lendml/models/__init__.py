@@ -2,6 +2,8 @@
 
 from lendml.models.artifact import Artifact, read_artifact, write_artifact
 from lendml.models.base import MODEL_KINDS, Model, load_model, model_class
+from lendml.models.explain import TreeExplainer
+from lendml.models.reasons import ReasonCode, ReferencePoint, reason_codes, reference_point
 from lendml.models.schema import FeatureSchema, FeatureSpec
 
 __all__ = [
@@ -10,8 +12,13 @@ __all__ = [
     "FeatureSchema",
     "FeatureSpec",
     "Model",
+    "ReasonCode",
+    "ReferencePoint",
+    "TreeExplainer",
     "load_model",
     "model_class",
     "read_artifact",
+    "reason_codes",
+    "reference_point",
     "write_artifact",
 ]

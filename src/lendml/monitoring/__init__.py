@@ -1,0 +1,1 @@
+"""Drift, delayed-label performance and the checks that trigger retraining."""

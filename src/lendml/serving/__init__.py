@@ -1,0 +1,1 @@
+"""Online and batch scoring: the HTTP service, reason codes per decision, the prediction log."""
