@@ -97,7 +97,11 @@ class Model(ABC):
     def save(
         self, path: str | os.PathLike[str], *, metadata: Mapping[str, Any] | None = None
     ) -> str:
-        """Write the fitted model as an artifact folder; return its manifest's sha256."""
+        """Write the fitted model as an artifact folder; return its manifest's sha256.
+
+        ``metadata`` (JSON-ready) is kept in the manifest and comes back as ``metadata_``
+        from :func:`load_model`.
+        """
         if not hasattr(self, "schema_"):
             raise ConfigError(f"{type(self).__name__} is not fitted; call fit() before save().")
         return write_artifact(
@@ -167,4 +171,6 @@ def load_model(path: str | os.PathLike[str], *, expected_sha256: str | None = No
         )
     model = model_class(artifact.kind)._from_artifact(artifact)
     model.schema_ = FeatureSchema.from_dict(artifact.manifest["schema"])
+    # What training recorded with the model (run id, reference point for reasons, ...).
+    model.metadata_ = dict(artifact.manifest.get("metadata") or {})
     return model
