@@ -66,6 +66,41 @@ class TrackingSettings(_Strict):
     experiment: str | None = None  # default: the project's name
 
 
+# -- prediction log (lendml.serving.prediction_log reads these)
+class ParquetLogSettings(_Strict):
+    """The default prediction log: rotated Parquet files under ``path``."""
+
+    type: Literal["parquet"] = "parquet"
+    path: str = "data/prediction_log"
+    retention_days: int | None = Field(default=None, ge=1)
+
+
+class PostgresLogSettings(_Strict):
+    """The production prediction log: a PostgreSQL table. The URL (with its password)
+    comes from the environment variable named by ``url_env``, never from this file."""
+
+    type: Literal["postgres"]
+    url_env: str = "LENDML_PREDICTION_LOG_URL"
+    table: str = "prediction_log"
+    retention_days: int | None = Field(default=None, ge=1)
+
+
+PredictionLogSettings = Annotated[
+    ParquetLogSettings | PostgresLogSettings, Field(discriminator="type")
+]
+
+
+# -- the HTTP service (lendml.serving reads these)
+class ServingSettings(_Strict):
+    """``lendml serve``: where it listens and its limits. Per-model decision policies
+    and reason maps are described in docs/serving.md."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=1, le=65535)
+    keys_file: str = "data/api_keys.json"
+    max_body_bytes: int = Field(default=1_048_576, ge=1024)
+
+
 EngineSettings = Annotated[DuckDBSettings | SparkSettings, Field(discriminator="type")]
 OnlineStoreSettings = Annotated[SQLiteSettings | RedisSettings, Field(discriminator="type")]
 
@@ -81,6 +116,8 @@ class ProjectConfig(_Strict):
     online_store: OnlineStoreSettings = Field(default_factory=SQLiteSettings)
     offline_store: OfflineStoreSettings = Field(default_factory=OfflineStoreSettings)
     tracking: TrackingSettings = Field(default_factory=TrackingSettings)
+    serving: ServingSettings = Field(default_factory=ServingSettings)
+    prediction_log: PredictionLogSettings = Field(default_factory=ParquetLogSettings)
 
 
 def _format_validation(exc: ValidationError, where: str) -> str:
