@@ -15,6 +15,7 @@ from lendml import Project
 from lendml.cli.demo import LENDING_FEATURES
 from lendml.cli.main import app
 from lendml.errors import ConfigError
+from lendml.models import ReferencePoint, load_model
 from lendml.registry import tags
 
 pytestmark = pytest.mark.slow
@@ -87,6 +88,14 @@ def test_out_of_time_on_parquet_with_tuning_then_reproduce(tmp_path, monkeypatch
     assert m["split"]["sizes"]["test"] == n_test
     assert m["auc"] == pytest.approx(m["metrics"]["test_auc"])
     assert m["tuning"]["n_trials"] == 3
+    # no cutoff given: the reference applicant is approved just below the P(bad) that
+    # approves 80% of the test year
+    (manifest,) = (tmp_path / "lendml-runs").rglob(f"{m['run_id']}/**/model/lendml-model.json")
+    model = load_model(manifest.parent)
+    p_bad = model.predict_proba(df[df["year"] == 2014])[:, 1]
+    ref = model.metadata_["reference_point"]
+    assert ref["cutoff"] == pytest.approx(np.quantile(p_bad, 0.8))
+    assert ref["side"] == "below" and ref["values"]["grade"] in list("ABCD")
     rerun = _cli("train", "--reproduce", m["run_id"])
     assert rerun.exit_code == 0, rerun.output
     assert "identical" in rerun.output
@@ -189,6 +198,15 @@ def test_project_train_tracks_lineage_and_reproduces(lending_project):
         assert len(result.folds) == 2 and 0.4 < result.metrics["cv_auc_mean"] <= 1
         rep = p.reproduce(result.run_id)
         assert rep.identical and rep.data_matches
+        # what serving needs travels inside the registered artifact
+        loaded = p.registry.load(p.registry.register(result.run_id, "credit_pd").ref)
+        meta = loaded.model.metadata_
+        assert meta["run_id"] == result.run_id
+        assert meta["protected"] == ["gender", "age_group"]
+        assert meta["feature_service"] == "credit_v1"
+        ref = ReferencePoint.from_dict(meta["reference_point"], loaded.model.schema_)
+        assert ref.cutoff == 0.3 and ref.side == "below" and ref.n_rows >= 30
+        assert np.isfinite(ref.encoded[loaded.model.schema_.names.index("fico")])
 
 
 def test_project_train_refuses_a_protected_spine_input(lending_project):

@@ -42,6 +42,7 @@ from lendml.training.data import (
     read_table,
     refit_final,
 )
+from lendml.training.reference import model_metadata
 from lendml.training.report import evaluate_predictions
 from lendml.training.splits import Split, out_of_time_split, random_split, with_folds
 from lendml.training.trainer import (
@@ -132,10 +133,11 @@ def _record(
     recipe: Mapping[str, Any],
     evaluation: Any,
     report_dir: Path,
+    metadata: Mapping[str, Any],
 ) -> None:
     run.log_params(_flat_params("model.", fit.params, {}))
     run.log_metrics({k: float(v) for k, v in metrics.items() if v is not None})
-    run.log_model(fit.model, artifact_path="model", metadata={"run_id": run.run_id})
+    run.log_model(fit.model, artifact_path="model", metadata=metadata)
     run.log_dict(_clean(dict(recipe)), RECIPE)
     if fit.tuning is not None:
         run.log_dict(_clean(fit.tuning.to_dict()), "tuning.json")
@@ -206,7 +208,24 @@ def train_table(
             "fit": {"mode": result.mode},
             "plan": _plan_dict(plan, fit.params),
         }
-        _record(run, fit=fit, metrics=metrics, recipe=recipe, evaluation=evaluation, report_dir=out)
+        # the rows the model is meant for: the test window, or every row under CV
+        meant_for = frame.iloc[result.test_rows] if oot else frame
+        metadata = model_metadata(
+            fit.model,
+            meant_for[result.inputs],
+            run_id=run.run_id,
+            cutoff=cutoff,
+            protected=spec.protected,
+        )
+        _record(
+            run,
+            fit=fit,
+            metrics=metrics,
+            recipe=recipe,
+            evaluation=evaluation,
+            report_dir=out,
+            metadata=metadata,
+        )
         return TrainResult(
             run_id=run.run_id,
             name=name,
@@ -422,7 +441,27 @@ def train_service_frame(
             "plan": _plan_dict(plan, fit.params),
             **dict(recipe_extra or {}),
         }
-        _record(run, fit=fit, metrics=metrics, recipe=recipe, evaluation=evaluation, report_dir=out)
+        metadata = model_metadata(
+            fit.model,
+            test[inputs],
+            run_id=run.run_id,
+            cutoff=config.evaluation.cutoff,
+            protected=config.protected,
+            extra={
+                "feature_service": data.service,
+                "feature_service_version": data.service_version,
+                "inputs": list(inputs),
+            },
+        )
+        _record(
+            run,
+            fit=fit,
+            metrics=metrics,
+            recipe=recipe,
+            evaluation=evaluation,
+            report_dir=out,
+            metadata=metadata,
+        )
         return TrainResult(
             run_id=run.run_id,
             name=config.name,
