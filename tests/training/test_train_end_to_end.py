@@ -17,6 +17,7 @@ from lendml.cli.main import app
 from lendml.errors import ConfigError
 from lendml.models import ReferencePoint, load_model
 from lendml.registry import tags
+from tests.conftest import shared_dataset
 
 pytestmark = pytest.mark.slow
 runner = CliRunner()
@@ -120,6 +121,34 @@ def test_bad_table_inputs_get_clear_errors(tmp_path, table_csv, monkeypatch):
     assert res.exit_code == 2 and "unsupported format" in res.output
     res = _cli("train", "--label", "status")
     assert res.exit_code == 2 and "exactly one of --config, --data or --reproduce" in res.output
+
+
+def test_post_outcome_columns_are_refused_as_inputs(tmp_path, monkeypatch):
+    """The Lending Club leakage columns, declared by `datasets import`, never reach a model."""
+    monkeypatch.chdir(tmp_path)
+    lending_club_folder = shared_dataset("lendingclub-2012-2014-sample")
+    res = _cli("datasets", "import", "lending_club", "--path", str(lending_club_folder),
+               "--leakage-path", str(lending_club_folder), "--out", str(tmp_path / "lc"))
+    assert res.exit_code == 0, res.output
+    (table,) = (tmp_path / "lc").glob("*.parquet")
+    base = ["train", "--data", str(table), "--label", "bad", "--drop", "row_id",
+            "--time", "Issue_Year", "--test-from", "2014", "--param", "n_estimators=20"]
+    res = _cli(*base)  # dataset.json beside the table declares them
+    assert res.exit_code == 2, res.output
+    assert "declared post_outcome" in res.output and "'last_pymnt_amnt'" in res.output
+    assert "--drop collection_recovery_fee" in res.output
+    leak = ["collection_recovery_fee", "last_pymnt_amnt", "last_fico_range_high",
+            "last_fico_range_low", "debt_settlement_flag", "settlement_status", "hardship_flag",
+            "hardship_type", "hardship_status", "pymnt_plan"]
+    clean = tmp_path / "clean.parquet"
+    pd.read_parquet(table).to_parquet(clean)  # no description beside it: declare by hand
+    res = _cli(*[a if a != str(table) else str(clean) for a in base], "--post-outcome", leak[1])
+    assert res.exit_code == 2 and "'last_pymnt_amnt'" in res.output
+    out = tmp_path / "m.json"
+    dropped = [x for c in leak for x in ("--drop", c)]
+    res = _cli(*base, *dropped, "--metrics-out", str(out))
+    assert res.exit_code == 0, res.output
+    assert 0.6 < json.loads(out.read_text())["auc"] < 0.75  # with the leakage it is ~0.99
 
 
 def test_a_column_that_looks_protected_is_refused_until_declared(tmp_path, monkeypatch):

@@ -111,6 +111,14 @@ def train(
     protected: Annotated[
         list[str] | None, typer.Option(help="A protected attribute: fairness tests only.")
     ] = None,
+    post_outcome: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--post-outcome",
+            help="A column known only after the outcome: refused as an input (a dataset.json "
+            "beside the table adds its declared ones).",
+        ),
+    ] = None,
     allow_protected: Annotated[
         list[str] | None, typer.Option("--allow-protected", help="Allow one as an input.")
     ] = None,
@@ -150,7 +158,7 @@ def train(
             path = config if config.is_absolute() else Path.cwd() / config
             result = p.train(path, report_dir=report_dir)
     else:
-        from lendml.training.data import TableSpec
+        from lendml.training.data import TableSpec, declared_post_outcome
         from lendml.training.run import train_table
         from lendml.training.trainer import ModelPlan, TuningPlan
 
@@ -169,6 +177,9 @@ def train(
             protected=tuple(protected or ()),
             allow_protected=tuple(allow_protected or ()),
             seed=seed,
+            post_outcome=tuple(
+                dict.fromkeys([*(post_outcome or ()), *declared_post_outcome(data)])
+            ),
         )
         plan = ModelPlan(
             kind=kind,

@@ -10,6 +10,8 @@ test AUCs.
 from __future__ import annotations
 
 import hashlib
+import json
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -21,7 +23,8 @@ import pandas as pd
 import pyarrow.parquet as pq
 
 from lendml.core.timeutil import parse_duration
-from lendml.errors import ConfigError, DataValidationError
+from lendml.datasets.public import METADATA_FILE
+from lendml.errors import ConfigError, DataValidationError, LeakageError
 from lendml.models import FeatureSchema, model_class
 from lendml.training.splits import Split, holdout, kfold, time_holdout_split
 from lendml.training.trainer import (
@@ -83,6 +86,7 @@ class TableSpec:
     allow_protected: Sequence[str] = ()
     valid_fraction: float = 0.15
     seed: int = 42
+    post_outcome: Sequence[str] = ()
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -97,6 +101,7 @@ class TableSpec:
             "allow_protected": list(self.allow_protected),
             "valid_fraction": self.valid_fraction,
             "seed": self.seed,
+            "post_outcome": list(self.post_outcome),
         }
 
 
@@ -115,6 +120,27 @@ class TableFit:
     folds: list[dict[str, Any]] = field(default_factory=list)
 
 
+def declared_post_outcome(path: str | os.PathLike[str]) -> list[str]:
+    """Columns the table's dataset description (``dataset.json`` beside it, written by
+    ``lendml datasets import``) declares known only after the outcome; ``[]`` when the
+    table has no description."""
+    table = Path(path)
+    meta_path = table.parent / METADATA_FILE
+    if not meta_path.is_file():
+        return []
+    try:
+        meta = json.loads(meta_path.read_text())
+    except json.JSONDecodeError as exc:
+        raise ConfigError(
+            f"{str(meta_path)!r} is not valid JSON ({exc}); re-export the dataset or remove "
+            "the file.",
+            path=str(meta_path),
+        ) from exc
+    if not isinstance(meta, dict) or meta.get("file") != table.name:
+        return []
+    return [str(c) for c in (meta.get("source") or {}).get("post_outcome", [])]
+
+
 def table_inputs(frame: pd.DataFrame, spec: TableSpec) -> list[str]:
     """The input columns: everything but the label, time, dropped and protected columns."""
     missing = [c for c in [spec.label, *spec.drop, *spec.protected] if c not in frame.columns]
@@ -128,6 +154,13 @@ def table_inputs(frame: pd.DataFrame, spec: TableSpec) -> list[str]:
     if spec.time:
         left_out.add(spec.time)
     inputs = [c for c in frame.columns if c not in left_out]
+    leaked = [c for c in inputs if c in set(spec.post_outcome)]
+    if leaked:
+        raise LeakageError(
+            f"Columns {leaked!r} are declared post_outcome (known only after the outcome) "
+            "and would be model inputs: a model trained on them scores well in tests and "
+            "fails in production. Leave them out: " + " ".join(f"--drop {c}" for c in leaked) + "."
+        )
     check_inputs(inputs, protected=spec.protected, allow_protected=spec.allow_protected)
     return inputs
 
