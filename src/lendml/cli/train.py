@@ -99,6 +99,13 @@ def train(
     cv: Annotated[int, typer.Option(help="Folds of stratified K-fold (no --time).")] = 5,
     trials: Annotated[int, typer.Option(help="Optuna trials (0: no tuning).")] = 0,
     minutes: Annotated[float | None, typer.Option(help="Tuning budget in minutes.")] = None,
+    tuning_cv: Annotated[
+        int,
+        typer.Option(
+            "--tuning-cv",
+            help="Score each trial by K-fold CV over the training rows (0: the validation part).",
+        ),
+    ] = 0,
     storage: Annotated[
         str | None, typer.Option(help="Optuna storage URL shared by workers.")
     ] = None,
@@ -184,7 +191,9 @@ def train(
         plan = ModelPlan(
             kind=kind,
             params=params,
-            tuning=TuningPlan(trials=trials, minutes=minutes, storage=storage, seed=seed),
+            tuning=TuningPlan(
+                trials=trials, minutes=minutes, storage=storage, seed=seed, cv=tuning_cv
+            ),
         )
         run_name = name or data.name.split(".")[0]
         result = train_table(

@@ -120,6 +120,15 @@ class TuningSpec(_Strict):
     study: str | None = None  # default: the run name
     seed: int = 42
     metric: Literal["auc", "logloss", "average_precision"] = "auc"
+    # 0: score trials on the validation window; k >= 2: k-fold CV over train + valid
+    cv: int = Field(default=0, ge=0, le=20)
+
+    @field_validator("cv")
+    @classmethod
+    def _cv_not_one(cls, value: int) -> int:
+        if value == 1:
+            raise ValueError("cv must be 0 (score on the validation window) or at least 2")
+        return value
 
 
 class InputsSpec(_Strict):

@@ -282,6 +282,7 @@ def plan_from_config(config: TrainConfig) -> ModelPlan:
             study=tuning.study,
             seed=tuning.seed,
             metric=tuning.metric,
+            cv=tuning.cv,
         ),
     )
 

@@ -36,6 +36,7 @@ class TuningPlan:
     seed: int = 42
     metric: str = "auc"
     warm_start: Mapping[str, Any] | None = None
+    cv: int = 0  # >= 2: score trials by k-fold CV over train + valid
 
     @property
     def enabled(self) -> bool:
@@ -180,6 +181,7 @@ def fit_on_split(
             storage=plan.tuning.storage,
             study_name=plan.tuning.study or study_name,
             seed=plan.tuning.seed,
+            cv=plan.tuning.cv,
         )
         params = dict(tuning.best_params)
         log.info("tuning: best validation %s %.5f", tuning.metric, tuning.best_value)
