@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from lendml.errors import ConfigError
 
@@ -67,22 +67,54 @@ class TrackingSettings(_Strict):
 
 
 # -- prediction log (lendml.serving.prediction_log reads these)
-class ParquetLogSettings(_Strict):
-    """The default prediction log: rotated Parquet files under ``path``."""
+class _PredictionLogCommon(_Strict):
+    """Settings every prediction-log store shares: retention, the in-memory queue, the
+    local spool that holds batches while the store is unavailable, and the retry backoff.
+    Paths are relative to the project folder."""
+
+    retention_days: int | None = Field(default=None, ge=1)
+    spool: str = "data/prediction_log_spool"
+    queue_size: int = Field(default=10_000, ge=1)
+    spill_rows: int = Field(default=500, ge=1)
+    retry_initial_seconds: float = Field(default=0.5, gt=0)
+    retry_max_seconds: float = Field(default=30.0, gt=0)
+
+    @model_validator(mode="after")
+    def _backoff_grows(self) -> _PredictionLogCommon:
+        if self.retry_max_seconds < self.retry_initial_seconds:
+            raise ValueError(
+                f"retry_max_seconds ({self.retry_max_seconds}) must be at least "
+                f"retry_initial_seconds ({self.retry_initial_seconds})"
+            )
+        return self
+
+
+class ParquetLogSettings(_PredictionLogCommon):
+    """The default prediction log: Parquet files under ``path``, one folder per UTC date
+    (``date=YYYY-MM-DD``); a new file is written every ``rotate_rows`` records or
+    ``rotate_seconds`` seconds, whichever comes first."""
 
     type: Literal["parquet"] = "parquet"
     path: str = "data/prediction_log"
-    retention_days: int | None = Field(default=None, ge=1)
+    rotate_rows: int = Field(default=10_000, ge=1)
+    rotate_seconds: float = Field(default=60.0, gt=0)
 
 
-class PostgresLogSettings(_Strict):
+class PostgresLogSettings(_PredictionLogCommon):
     """The production prediction log: a PostgreSQL table. The URL (with its password)
-    comes from the environment variable named by ``url_env``, never from this file."""
+    comes from the environment variable named by ``url_env``, never from this file.
+    Records are inserted every ``batch_rows`` records or ``batch_seconds`` seconds."""
 
     type: Literal["postgres"]
-    url_env: str = "LENDML_PREDICTION_LOG_URL"
-    table: str = "prediction_log"
-    retention_days: int | None = Field(default=None, ge=1)
+    url_env: str = Field(default="LENDML_PREDICTION_LOG_URL", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    table: str = Field(
+        default="prediction_log",
+        pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,62}(\.[A-Za-z_][A-Za-z0-9_]{0,62})?$",
+    )
+    batch_rows: int = Field(default=1_000, ge=1)
+    batch_seconds: float = Field(default=1.0, gt=0)
+    connect_timeout_seconds: int = Field(default=5, ge=1)
+    statement_timeout_seconds: int = Field(default=60, ge=1)
 
 
 PredictionLogSettings = Annotated[
@@ -91,14 +123,91 @@ PredictionLogSettings = Annotated[
 
 
 # -- the HTTP service (lendml.serving reads these)
+MissingRule = Literal["allow", "reject"] | float
+
+
+class DecisionSettings(_Strict):
+    """Cutoffs on the probability of a bad outcome: approve below ``approve_below``,
+    decline at or above ``decline_from``, refer in between (equal cutoffs: no refer band)."""
+
+    approve_below: float = Field(default=0.5, ge=0.0, le=1.0)
+    decline_from: float = Field(default=0.5, ge=0.0, le=1.0)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> DecisionSettings:
+        if self.decline_from < self.approve_below:
+            raise ValueError(
+                f"decline_from ({self.decline_from}) must be at least approve_below "
+                f"({self.approve_below}); between them lies the refer band."
+            )
+        return self
+
+
+class ReasonSettings(_Strict):
+    """How reasons are worded and which features may never be one.
+
+    ``map`` names a YAML/JSON file with ``reasons: {feature or group: {code, text}}`` and
+    ``groups: {feature: group}``; ``reference_point`` a JSON file
+    (``ReferencePoint.to_dict()``) used when the model carries none.
+    """
+
+    map: str | None = None
+    top: int = Field(default=4, ge=1, le=4)
+    protected: tuple[str, ...] = ()
+    reference_point: str | None = None
+
+
+class MissingSettings(_Strict):
+    """What a missing model input does: ``allow`` (the model's own missing-value
+    handling), ``reject`` (422), or a number to fill in. ``features`` overrides
+    ``default`` per feature."""
+
+    default: MissingRule = "allow"
+    features: dict[str, MissingRule] = Field(default_factory=dict)
+
+
+class CanarySettings(_Strict):
+    """Send ``percent`` % of entities (sticky by a hash of the entity key) to ``ref``."""
+
+    ref: str
+    percent: float = Field(ge=0.0, le=100.0)
+
+
+class ModelServingSettings(_Strict):
+    """Serving policy of one registered model (``serving.models.<name>``).
+
+    ``shadow`` and ``canary.ref`` are an alias (``challenger``, ``shadow``) or a version
+    number of the same model."""
+
+    decision: DecisionSettings = Field(default_factory=DecisionSettings)
+    reasons: ReasonSettings = Field(default_factory=ReasonSettings)
+    missing: MissingSettings = Field(default_factory=MissingSettings)
+    ranges: dict[str, tuple[float, float]] = Field(default_factory=dict)
+    unknown_entity: Literal["reject", "score"] = "reject"
+    shadow: str | None = None
+    canary: CanarySettings | None = None
+
+
 class ServingSettings(_Strict):
-    """``lendml serve``: where it listens and its limits. Per-model decision policies
-    and reason maps are described in docs/serving.md."""
+    """``lendml serve``: where it listens, its limits, and the models it serves.
+
+    ``model`` is the registered model a request without ``model`` is scored by (its
+    champion); ``models`` holds per-model policies (docs/serving.md). The registry is
+    polled every ``watch_interval`` seconds for a new champion (0: never).
+    """
 
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
     keys_file: str = "data/api_keys.json"
     max_body_bytes: int = Field(default=1_048_576, ge=1024)
+    max_batch: int = Field(default=1000, ge=1)
+    model: str | None = None
+    models: dict[str, ModelServingSettings] = Field(default_factory=dict)
+    watch_interval: float = Field(default=10.0, ge=0.0)
+
+    def for_model(self, name: str) -> ModelServingSettings:
+        """The policy of model ``name`` (the defaults if it has none)."""
+        return self.models.get(name) or ModelServingSettings()
 
 
 EngineSettings = Annotated[DuckDBSettings | SparkSettings, Field(discriminator="type")]
