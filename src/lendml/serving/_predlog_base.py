@@ -1,0 +1,308 @@
+"""The prediction log's row format and the protocol every log store implements.
+
+A record travels as one row of an Arrow table with :data:`SCHEMA`: scalars in columns of
+their own, and the entity keys, the feature vector and the reasons as JSON text (their
+keys differ between models, and JSON is what PostgreSQL's ``jsonb`` reads). Stores write
+and read such tables; :func:`to_frame` turns one into the DataFrame users see.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import math
+import secrets
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Sequence
+from datetime import UTC, date, datetime
+from typing import Any
+
+import orjson
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from lendml.errors import ConfigError
+from lendml.serving.records import PredictionRecord
+
+FORMAT_VERSION = "1"
+
+SCHEMA = pa.schema(
+    [
+        ("record_key", pa.string()),
+        ("request_id", pa.string()),
+        ("time", pa.timestamp("us", tz="UTC")),
+        ("model", pa.string()),
+        ("version", pa.int64()),
+        ("role", pa.string()),
+        ("decision", pa.string()),
+        ("score", pa.float64()),
+        ("probability", pa.float64()),
+        ("reasons", pa.string()),
+        ("entity", pa.string()),
+        ("features", pa.string()),
+    ],
+    metadata={"lendml.prediction_log": FORMAT_VERSION},
+)
+COLUMNS = tuple(SCHEMA.names)
+JSON_COLUMNS = ("reasons", "entity", "features")
+# The columns of read_prediction_log's DataFrame before the flattened entity/features.
+FRAME_COLUMNS = (
+    "request_id",
+    "time",
+    "model",
+    "version",
+    "role",
+    "decision",
+    "score",
+    "probability",
+    "reasons",
+)
+
+Row = tuple[Any, ...]
+
+_OPTIONS = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS
+_batch_counter = itertools.count()
+
+
+# ---------------------------------------------------------------------------- encoding
+
+
+def _scrub(value: Any) -> Any:
+    """``value`` with NUL characters replaced (PostgreSQL text and jsonb refuse them) and
+    non-finite floats as ``None`` (JSON has no NaN), walking dicts and lists."""
+    if isinstance(value, str):
+        return value.replace("\x00", "\ufffd")
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {_scrub(str(k)): _scrub(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_scrub(v) for v in value]
+    return value
+
+
+def dumps(value: Any, *, sort_keys: bool = False) -> str:
+    """JSON text of ``value``: NaN and infinities become ``null``, NUL characters U+FFFD,
+    numpy scalars their Python values, anything else its ``str``. Never raises."""
+    options = _OPTIONS | (orjson.OPT_SORT_KEYS if sort_keys else 0)
+    try:
+        out = orjson.dumps(value, default=str, option=options)
+    except TypeError:  # integers beyond 64 bits: the standard library keeps them exact
+        return json.dumps(_scrub(value), default=str, sort_keys=sort_keys, allow_nan=False)
+    if b"\\u0000" in out:  # rare: rebuild without NUL characters
+        out = orjson.dumps(_scrub(value), default=str, option=options)
+    return out.decode()
+
+
+def _text(value: Any) -> str:
+    text = str(value)
+    return text.replace("\x00", "\ufffd") if "\x00" in text else text
+
+
+def as_utc(value: datetime | date | str | pd.Timestamp, *, what: str = "time") -> datetime:
+    """``value`` as an aware UTC datetime (naive values and dates mean UTC)."""
+    if isinstance(value, str):
+        try:
+            value = datetime.fromisoformat(value)
+        except ValueError as exc:
+            raise ConfigError(
+                f"{what} {value!r} is not an ISO-8601 time; write e.g. '2026-11-01' or "
+                f"'2026-11-01T12:00:00Z'."
+            ) from exc
+    if isinstance(value, pd.Timestamp):
+        value = value.to_pydatetime()
+    if isinstance(value, date) and not isinstance(value, datetime):
+        value = datetime(value.year, value.month, value.day)
+    if not isinstance(value, datetime):
+        raise ConfigError(f"{what} must be a datetime or an ISO-8601 string, got {value!r}.")
+    if value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    return value.astimezone(UTC)
+
+
+def record_key(record: PredictionRecord, entity_sorted: str | None = None) -> str:
+    """The identity of a record in the log: a hash of its request id, role, model, version
+    and entity keys. A replayed batch carries the same keys, so no store keeps it twice."""
+    entity = entity_sorted if entity_sorted is not None else dumps(record.entity, sort_keys=True)
+    head = dumps([record.request_id, record.role, record.model, record.version])
+    return hashlib.sha256(f"{head}\n{entity}".encode()).hexdigest()[:32]
+
+
+def encode(record: PredictionRecord) -> Row:
+    """One record as a row of :data:`SCHEMA` (JSON text for its dicts and lists)."""
+    entity_sorted = dumps(record.entity, sort_keys=True)
+    return (
+        record_key(record, entity_sorted),
+        _text(record.request_id),
+        as_utc(record.time, what="record.time"),
+        _text(record.model),
+        int(record.version),
+        _text(record.role),
+        _text(record.decision),
+        float(record.score),
+        float(record.probability),
+        dumps(list(record.reasons)),
+        dumps(record.entity),
+        dumps(record.features),
+    )
+
+
+def rows_to_table(rows: Sequence[Row]) -> pa.Table:
+    """Rows from :func:`encode` as an Arrow table of :data:`SCHEMA`."""
+    columns = list(zip(*rows, strict=True)) if rows else [()] * len(COLUMNS)
+    return pa.table(
+        [pa.array(col, type=f.type) for col, f in zip(columns, SCHEMA, strict=True)],
+        schema=SCHEMA,
+    )
+
+
+def empty_table() -> pa.Table:
+    return SCHEMA.empty_table()
+
+
+def new_batch_id() -> str:
+    """A unique batch id that sorts by creation time (then by creation order in a process)."""
+    now = datetime.now(UTC)
+    return f"{now:%Y%m%dT%H%M%S%f}-{next(_batch_counter):08d}-{secrets.token_hex(4)}"
+
+
+# ---------------------------------------------------------------------------- matching
+
+
+def key_text(value: Any) -> str:
+    """The text an entity key is matched by on erasure: a string itself, anything else
+    its JSON text (``42`` and ``"42"`` both match ``customer_id=42``)."""
+    if isinstance(value, str):
+        return value
+    return dumps(value)
+
+
+def entity_mask(table: pa.Table, key: str, value: Any) -> pa.ChunkedArray:
+    """Which rows of ``table`` have ``entity[key]`` equal to ``value`` (by :func:`key_text`)."""
+    want = key_text(value)
+    column = table.column("entity")
+    # Most rows cannot match: only rows whose JSON holds the wanted text are parsed.
+    if want and not any(c in want for c in '"\\') and want.isprintable():
+        candidates = pc.match_substring(column, want)
+    else:
+        candidates = pa.chunked_array([pa.array([True] * len(table), type=pa.bool_())])
+    flags = []
+    for text, maybe in zip(column.to_pylist(), candidates.to_pylist(), strict=True):
+        if not maybe:
+            flags.append(False)
+            continue
+        entity = orjson.loads(text)
+        flags.append(isinstance(entity, dict) and key in entity and key_text(entity[key]) == want)
+    return pa.chunked_array([pa.array(flags, type=pa.bool_())])
+
+
+def time_filter(table: pa.Table, start: datetime | None, end: datetime | None) -> pa.Table:
+    """Rows with ``start <= time < end`` (either bound may be open)."""
+    if start is not None:
+        table = table.filter(
+            pc.greater_equal(table["time"], pa.scalar(start, SCHEMA.field("time").type))
+        )
+    if end is not None:
+        table = table.filter(pc.less(table["time"], pa.scalar(end, SCHEMA.field("time").type)))
+    return table
+
+
+# ---------------------------------------------------------------------------- reading
+
+
+def to_frame(table: pa.Table, *, flatten: bool = True) -> pd.DataFrame:
+    """The DataFrame :func:`~lendml.serving.prediction_log.read_prediction_log` returns."""
+    table = table.select(list(COLUMNS))
+    n = table.num_rows
+    frame = pd.DataFrame(
+        {
+            "request_id": pd.array(table["request_id"].to_pylist(), dtype=object),
+            "time": table["time"].to_pandas(),
+            "model": pd.array(table["model"].to_pylist(), dtype=object),
+            "version": table["version"].to_numpy(),
+            "role": pd.array(table["role"].to_pylist(), dtype=object),
+            "decision": pd.array(table["decision"].to_pylist(), dtype=object),
+            "score": table["score"].to_numpy(),
+            "probability": table["probability"].to_numpy(),
+            "reasons": pd.array(_loads(table["reasons"]), dtype=object),
+        },
+        index=pd.RangeIndex(n),
+    )
+    frame["time"] = pd.to_datetime(frame["time"], utc=True).astype("datetime64[us, UTC]")
+    frame["version"] = frame["version"].astype("int64")
+    entities, features = _loads(table["entity"]), _loads(table["features"])
+    if not flatten:
+        frame["entity"] = pd.array(entities, dtype=object)
+        frame["features"] = pd.array(features, dtype=object)
+        return frame
+    parts = [frame, _flat(entities, "entity.", n), _flat(features, "features.", n)]
+    return pd.concat(parts, axis=1)
+
+
+def _loads(column: pa.ChunkedArray) -> list[Any]:
+    return [orjson.loads(text) for text in column.to_pylist()]
+
+
+def _flat(dicts: list[dict[str, Any]], prefix: str, n: int) -> pd.DataFrame:
+    names = sorted({k for d in dicts for k in d})
+    data = {f"{prefix}{name}": _column([d.get(name) for d in dicts]) for name in names}
+    return pd.DataFrame(data, index=pd.RangeIndex(n))
+
+
+def _column(values: list[Any]) -> Any:
+    """Numbers with gaps as float64 (NaN for missing), ints as int64, others as objects."""
+    present = [v for v in values if v is not None]
+    if present and all(isinstance(v, int | float) and not isinstance(v, bool) for v in present):
+        if len(present) == len(values) and all(isinstance(v, int) for v in present):
+            try:
+                return pd.array(values, dtype="int64")
+            except OverflowError:
+                return pd.array(values, dtype=object)
+        return pd.array([math.nan if v is None else float(v) for v in values], dtype="float64")
+    return pd.array(values, dtype=object)
+
+
+# ---------------------------------------------------------------------------- stores
+
+
+class LogStore(ABC):
+    """Where the prediction log keeps its records. Implementations must accept
+    :meth:`write_batch` from one writer thread while other threads or processes call
+    :meth:`read`, :meth:`erase` and :meth:`prune`."""
+
+    #: A description for messages and logs (never with a password).
+    description: str = ""
+
+    @abstractmethod
+    def write_batch(self, table: pa.Table, *, batch_id: str) -> int:
+        """Append the rows of ``table`` (:data:`SCHEMA`) all or nothing, idempotently: a
+        batch written again under the same ``batch_id`` (a replay) adds nothing. Return
+        how many rows were added. Raise on any failure; the caller spools the batch."""
+
+    @abstractmethod
+    def read(
+        self,
+        start: datetime | None = None,
+        end: datetime | None = None,
+        *,
+        model: str | None = None,
+    ) -> pa.Table:
+        """Rows with ``start <= time < end`` (and of ``model``), sorted by time."""
+
+    @abstractmethod
+    def erase(self, key: str, value: Any) -> int:
+        """Delete every row whose entity has ``key`` equal to ``value``; return how many."""
+
+    @abstractmethod
+    def prune(self, before: datetime) -> int:
+        """Delete every row older than ``before``; return how many."""
+
+    def close(self) -> None:  # noqa: B027 - optional hook: most stores hold nothing open
+        """Release connections or handles."""
+
+
+def concat(tables: Iterable[pa.Table]) -> pa.Table:
+    tables = [t.select(list(COLUMNS)).cast(SCHEMA) for t in tables]
+    return pa.concat_tables(tables) if tables else empty_table()

@@ -1,0 +1,837 @@
+"""The prediction log: every decision served, kept for monitoring and audit.
+
+The HTTP service hands each response's :class:`~lendml.serving.records.PredictionRecord`
+to :meth:`PredictionLog.submit`, which only puts it on a bounded in-memory queue. A
+background writer thread takes records off the queue and writes them to the store in
+batches (a Parquet file per ``rotate_rows`` records or ``rotate_seconds`` seconds, or a
+PostgreSQL transaction per ``batch_rows`` / ``batch_seconds``).
+
+Nothing accepted is lost:
+
+- **The store fails** (an exception on write): the batch goes to the local *spool*, a
+  folder of Arrow IPC files written atomically, and scoring goes on. The writer retries
+  with exponential backoff (``retry_initial_seconds`` doubling up to
+  ``retry_max_seconds``) and replays the spool oldest first; a spooled batch is deleted
+  only after the store took it. While a backlog waits, new batches queue behind it in the
+  spool, so the store receives batches in order.
+- **The queue is full** (the store is slow or hung): ``submit`` does not block or drop;
+  the records go to the spool in files of ``spill_rows``.
+- **The process dies**: batches in the spool survive and are replayed by the next
+  :func:`open_prediction_log` on the same spool folder. (Records still in memory — at
+  most one queue and one unwritten batch — are lost on a hard kill; :meth:`close`, run
+  at exit, writes or spools them.)
+- **A replay repeats a write** (a crash between writing a batch and deleting it from the
+  spool): stores write batches idempotently (Parquet files are named by batch id,
+  PostgreSQL rows by a record key with ``ON CONFLICT DO NOTHING``).
+
+Reading back: :func:`read_prediction_log`. Personal data: :func:`erase_prediction_log`
+(by entity key, in the store and the spool) and :func:`prune_prediction_log` (older than
+``retention_days``; the writer also prunes when it starts and once a day). The stores:
+:class:`ParquetLogStore`, :class:`PostgresLogStore`, behind the :class:`LogStore` protocol.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import itertools
+import logging
+import os
+import queue
+import threading
+import time
+import weakref
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pyarrow as pa
+
+from lendml.core.config import ParquetLogSettings, PostgresLogSettings
+from lendml.errors import ConfigError
+from lendml.serving._predlog_base import (
+    SCHEMA,
+    LogStore,
+    Row,
+    as_utc,
+    encode,
+    new_batch_id,
+    rows_to_table,
+    to_frame,
+)
+from lendml.serving._predlog_parquet import ParquetLogStore
+from lendml.serving._predlog_postgres import PostgresLogStore, redact
+from lendml.serving._predlog_spool import Spool
+from lendml.serving.records import PredictionRecord, PredictionSink
+
+log = logging.getLogger(__name__)
+
+LogSettings = ParquetLogSettings | PostgresLogSettings
+TimeLike = datetime | date | str | pd.Timestamp
+
+_PRUNE_EVERY = 24 * 3600.0
+
+
+@dataclass(frozen=True)
+class LogStats:
+    """Counters of one :class:`PredictionLog` since it was opened.
+
+    ``accepted`` records were submitted; ``written`` reached the store (fresh or replayed);
+    ``spooled`` went to the spool (store down or queue full); ``replayed`` were written
+    from the spool; ``lost`` could be neither written nor spooled (the spool's disk
+    failed too); ``store_failures`` counts failed store writes; ``spool_files`` is the
+    number of batches waiting now; ``last_error`` the last store failure (class and first
+    line, never a record's values).
+    """
+
+    accepted: int
+    written: int
+    spooled: int
+    replayed: int
+    lost: int
+    store_failures: int
+    spool_files: int
+    last_error: str | None
+
+
+@dataclass(frozen=True)
+class ErasureReport:
+    """What :func:`erase_prediction_log` removed: records in the store and in the spool."""
+
+    key: str
+    store: int
+    spool: int
+
+    @property
+    def total(self) -> int:
+        return self.store + self.spool
+
+
+class _Flush:
+    __slots__ = ("drain", "event")
+
+    def __init__(self, drain: bool) -> None:
+        self.drain = drain
+        self.event = threading.Event()
+
+
+_STOP = object()
+
+
+def _describe(exc: BaseException) -> str:
+    """An exception as ``Class: first line`` for logs. Store errors (connection refused,
+    missing table, a path that is not a folder) name no record values."""
+    first = (str(exc).strip().splitlines() or [""])[0][:200]
+    return f"{type(exc).__name__}: {first}" if first else type(exc).__name__
+
+
+class PredictionLog(PredictionSink):
+    """A :class:`~lendml.serving.records.PredictionSink` that writes records to a
+    :class:`LogStore` from a background thread, spooling to local disk what the store
+    cannot take (see the module docstring).
+
+    Use :func:`open_prediction_log` to build one from ``lendml.yaml`` settings.
+
+    Parameters
+    ----------
+    store
+        Where records go.
+    spool
+        The spool folder (made when first needed).
+    queue_size
+        Records the in-memory queue holds before ``submit`` spills to the spool.
+    batch_rows, batch_seconds
+        A batch is written when it has ``batch_rows`` records or its first record has
+        waited ``batch_seconds``.
+    spill_rows
+        Records per spool file when the queue is full.
+    retry_initial_seconds, retry_max_seconds
+        The backoff between attempts while the store fails.
+    retention_days
+        If set, records older than this are pruned when the writer starts and daily.
+    clock
+        Returns the current UTC time (for retention).
+    start
+        Start the writer thread now (a log opened with ``start=False`` only reads,
+        erases and prunes).
+    """
+
+    def __init__(
+        self,
+        store: LogStore,
+        spool: str | os.PathLike[str],
+        *,
+        queue_size: int = 10_000,
+        batch_rows: int = 10_000,
+        batch_seconds: float = 60.0,
+        spill_rows: int = 500,
+        retry_initial_seconds: float = 0.5,
+        retry_max_seconds: float = 30.0,
+        retention_days: int | None = None,
+        clock: Callable[[], datetime] | None = None,
+        start: bool = True,
+    ) -> None:
+        for name, value in (
+            ("queue_size", queue_size),
+            ("batch_rows", batch_rows),
+            ("spill_rows", spill_rows),
+        ):
+            if value < 1:
+                raise ConfigError(f"PredictionLog {name} must be at least 1, got {value!r}.")
+        self.store = store
+        self.spool = Spool(Path(spool))
+        self.batch_rows = batch_rows
+        self.batch_seconds = batch_seconds
+        self.spill_rows = spill_rows
+        self.retry_initial = retry_initial_seconds
+        self.retry_max = max(retry_max_seconds, retry_initial_seconds)
+        self.retention_days = retention_days
+        self._clock = clock or (lambda: datetime.now(UTC))
+
+        self._queue: queue.Queue[Any] = queue.Queue(maxsize=queue_size)
+        self._accepted = itertools.count()
+        self._accepted_n = 0
+        self._lock = threading.Lock()  # buffer, in-flight batch, counters
+        self._buffer: list[Row] = []
+        self._buffer_since: float | None = None
+        self._inflight: tuple[str, pa.Table] | None = None
+        self._overflow: list[PredictionRecord] = []
+        self._overflow_lock = threading.Lock()
+        self._drain_waiters: list[_Flush] = []
+        self._counts = dict.fromkeys(
+            ("written", "spooled", "replayed", "lost", "store_failures"), 0
+        )
+        self._last_error: str | None = None
+        self._delay = retry_initial_seconds
+        self._retry_at = 0.0
+        self._next_prune = 0.0
+        self._closed = False
+        self._abandoned = False
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        if start:
+            self._thread = threading.Thread(
+                target=self._run, name="lendml-prediction-log", daemon=True
+            )
+            self._thread.start()
+            ref = weakref.ref(self)
+            self._atexit = lambda: (lambda s: s and s.close(timeout=30))(ref())
+            atexit.register(self._atexit)
+
+    # ------------------------------------------------------------------ request path
+    def submit(self, record: PredictionRecord) -> None:
+        """Accept one record; never blocks on the store and never raises because of it.
+
+        The record is queued for the writer thread; if the queue is full (or the log is
+        closed) it goes to the spool instead.
+        """
+        if not isinstance(record, PredictionRecord):
+            raise TypeError(f"submit takes a PredictionRecord, got {type(record).__name__}")
+        self._accepted_n = next(self._accepted) + 1
+        if self._closed or self._thread is None:
+            self._spill(record, force=True)
+            return
+        try:
+            self._queue.put_nowait(record)
+        except queue.Full:
+            self._spill(record)
+
+    def _spill(self, record: PredictionRecord | None, *, force: bool = False) -> None:
+        """Keep ``record`` for the spool; write a spool file once ``spill_rows`` wait."""
+        with self._overflow_lock:
+            if record is not None:
+                self._overflow.append(record)
+            if not self._overflow or (len(self._overflow) < self.spill_rows and not force):
+                return
+            records, self._overflow = self._overflow, []
+        self._spool_rows([self._encode(r) for r in records])
+
+    # ------------------------------------------------------------------ public API
+    def flush(self, timeout: float | None = None, *, drain_spool: bool = False) -> bool:
+        """Wait until every record submitted so far is in the store or the spool.
+
+        Parameters
+        ----------
+        timeout
+            Seconds to wait at most (``None``: as long as it takes).
+        drain_spool
+            Also wait until the spool is empty, i.e. everything reached the store (retrying
+            now rather than after the backoff).
+
+        Returns
+        -------
+        bool
+            Whether that happened within ``timeout``.
+        """
+        if self._thread is None or not self._thread.is_alive():
+            self._spill(None, force=True)
+            return not drain_spool or not self.spool.files()
+        request = _Flush(drain_spool)
+        try:
+            self._queue.put(request, timeout=timeout)
+        except queue.Full:
+            return False
+        return request.event.wait(timeout)
+
+    def close(self, timeout: float | None = None) -> None:
+        """Write (or spool) every record accepted so far, then stop the writer.
+
+        If the writer does not finish within ``timeout`` seconds (a store that hangs), what
+        it holds goes to the spool from this thread; a later replay will not duplicate it.
+        The spool's backlog is not replayed here: the next :func:`open_prediction_log` on
+        the same spool does it.
+        """
+        if self._closed:
+            return
+        self._closed = True
+        if hasattr(self, "_atexit"):
+            atexit.unregister(self._atexit)
+        thread = self._thread
+        if thread is not None:
+            self._stop.set()
+            try:
+                self._queue.put_nowait(_STOP)
+            except queue.Full:
+                pass  # the writer sees the event after it drains the queue
+            thread.join(timeout)
+            if thread.is_alive():
+                self._abandon()
+                self._spill(None, force=True)
+                return  # the store is busy in the stuck writer: leave its connection be
+        self._spill(None, force=True)
+        self.store.close()
+
+    def stats(self) -> LogStats:
+        """The counters (see :class:`LogStats`)."""
+        with self._lock:
+            counts = dict(self._counts)
+            last = self._last_error
+        return LogStats(
+            accepted=self._accepted_n,
+            spool_files=len(self.spool.files()),
+            last_error=last,
+            **counts,
+        )
+
+    def read(
+        self,
+        start: TimeLike | None = None,
+        end: TimeLike | None = None,
+        *,
+        model: str | None = None,
+        flatten: bool = True,
+    ) -> pd.DataFrame:
+        """The records in the store; see :func:`read_prediction_log`."""
+        return to_frame(
+            self.store.read(
+                None if start is None else as_utc(start, what="start"),
+                None if end is None else as_utc(end, what="end"),
+                model=model,
+            ),
+            flatten=flatten,
+        )
+
+    def erase(self, key: str, value: Any) -> ErasureReport:
+        """Remove entity ``key == value``'s records from the store and the spool.
+
+        Records submitted before the call are flushed first, so they are erased too.
+        See :func:`erase_prediction_log`.
+        """
+        if self._thread is not None and self._thread.is_alive():
+            self.flush()
+        else:
+            self._spill(None, force=True)
+        with self.spool.locked():
+            in_spool = self.spool.erase(key, value)
+            in_store = self.store.erase(key, value)
+        log.info("prediction log: erased %d records by entity key %r", in_store + in_spool, key)
+        return ErasureReport(key=key, store=in_store, spool=in_spool)
+
+    def prune(self, before: TimeLike | None = None) -> int:
+        """Delete records older than ``before`` (default: ``retention_days`` ago) from
+        the store and the spool; return how many."""
+        if before is None:
+            if self.retention_days is None:
+                raise ConfigError(
+                    "No retention period is set: give `before` (e.g. --before 2026-01-01) or "
+                    "set prediction_log.retention_days in lendml.yaml."
+                )
+            cutoff = self._clock() - timedelta(days=self.retention_days)
+        else:
+            cutoff = as_utc(before, what="before")
+        with self.spool.locked():
+            removed = self.spool.prune(cutoff) + self.store.prune(cutoff)
+        log.info("prediction log: pruned %d records older than %s", removed, cutoff.isoformat())
+        return removed
+
+    def __enter__(self) -> PredictionLog:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ------------------------------------------------------------------ writer thread
+    def _run(self) -> None:
+        self.spool.remove_stale_temporaries()
+        if self.spool.files():
+            log.info(
+                "prediction log: %d spooled batches from an earlier run will be replayed",
+                len(self.spool.files()),
+            )
+        while True:
+            try:
+                if self._step():
+                    break
+            except Exception as exc:  # the writer must outlive any bug in one step
+                log.exception("prediction log: writer step failed (%s)", type(exc).__name__)
+                time.sleep(min(self.retry_max, 1.0))
+            if self._abandoned:
+                return
+
+    def _wait_seconds(self) -> float:
+        now = time.monotonic()
+        waits = [1.0]
+        if self._buffer_since is not None:
+            waits.append(self._buffer_since + self.batch_seconds - now)
+        if self.spool.files() or self._drain_waiters:
+            waits.append(self._retry_at - now)
+        return max(0.0, min(waits))
+
+    def _step(self) -> bool:
+        """One turn of the writer; True when it is time to stop."""
+        items: list[Any] = []
+        with contextlib.suppress(queue.Empty):
+            items.append(self._queue.get(timeout=self._wait_seconds()))
+        while len(items) < self.batch_rows * 2:
+            try:
+                items.append(self._queue.get_nowait())
+            except queue.Empty:
+                break
+        stop = self._stop.is_set()
+        flushes: list[_Flush] = []
+        for item in items:
+            if item is _STOP:
+                stop = True
+            elif isinstance(item, _Flush):
+                flushes.append(item)
+            else:
+                self._add(item)
+        if stop:  # everything submitted before close() is behind us: drain it all
+            while True:
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if isinstance(item, _Flush):
+                    flushes.append(item)
+                elif item is not _STOP:
+                    self._add(item)
+        if self._buffer and (
+            flushes
+            or stop
+            or (
+                self._buffer_since is not None
+                and time.monotonic() - self._buffer_since >= self.batch_seconds
+            )
+        ):
+            self._write_buffer()
+        self._spill(None, force=True)
+        if stop:
+            for f in flushes + self._drain_waiters:
+                f.event.set()
+            return True
+        if any(f.drain for f in flushes):
+            self._retry_at = 0.0  # asked to drain: try the store now
+        self._replay()
+        self._drain_waiters.extend(f for f in flushes if f.drain)
+        for f in flushes:
+            if not f.drain:
+                f.event.set()
+        if self._drain_waiters and not self.spool.files():
+            for f in self._drain_waiters:
+                f.event.set()
+            self._drain_waiters.clear()
+        self._maybe_prune()
+        return False
+
+    def _encode(self, record: PredictionRecord) -> Row:
+        return encode(record)
+
+    def _add(self, record: PredictionRecord) -> None:
+        try:
+            row = self._encode(record)
+        except Exception as exc:  # a record that cannot be encoded is a caller's bug
+            with self._lock:
+                self._counts["lost"] += 1
+            log.error("prediction log: a record could not be encoded (%s)", type(exc).__name__)
+            return
+        with self._lock:
+            if not self._buffer:
+                self._buffer_since = time.monotonic()
+            self._buffer.append(row)
+            full = len(self._buffer) >= self.batch_rows
+        if full:
+            self._write_buffer()
+
+    def _write_buffer(self) -> None:
+        with self._lock:
+            rows, self._buffer, self._buffer_since = self._buffer, [], None
+            if not rows:
+                return
+            batch = (new_batch_id(), rows_to_table(rows))
+            self._inflight = batch
+        try:
+            backlog = time.monotonic() < self._retry_at or bool(self.spool.files())
+            if backlog:  # keep the store's order: this batch waits behind the backlog
+                self._spool_table(*batch)
+            else:
+                self._write_or_spool(*batch)
+        finally:
+            with self._lock:
+                self._inflight = None
+
+    def _write_or_spool(self, batch_id: str, table: pa.Table) -> None:
+        try:
+            with self.spool.locked():
+                written = self.store.write_batch(table, batch_id=batch_id)
+        except Exception as exc:
+            self._failed(exc, table.num_rows)
+            if not self._abandoned:
+                self._spool_table(batch_id, table)
+            return
+        self._succeeded()
+        with self._lock:
+            self._counts["written"] += written
+
+    def _replay(self) -> None:
+        """Write spooled batches to the store, oldest first, while it takes them."""
+        if time.monotonic() < self._retry_at:
+            return
+        for path in self.spool.files():
+            if self._stop.is_set() or self._abandoned:
+                return
+            try:
+                with self.spool.locked():
+                    try:
+                        table = self.spool.read(path)
+                    except FileNotFoundError:  # another process replayed or erased it
+                        continue
+                    written = (
+                        self.store.write_batch(table, batch_id=self.spool.batch_id(path))
+                        if table.num_rows
+                        else 0
+                    )
+                    self.spool.remove(path)
+            except Exception as exc:
+                self._failed(exc, None)
+                return
+            self._succeeded()
+            with self._lock:
+                self._counts["written"] += written
+                self._counts["replayed"] += written
+            if self._queue.qsize() > self._queue.maxsize // 2:
+                return  # let the writer take new records before the next batch
+
+    def _failed(self, exc: BaseException, rows: int | None) -> None:
+        with self._lock:
+            self._counts["store_failures"] += 1
+            self._last_error = _describe(exc)
+        delay = self._delay
+        self._retry_at = time.monotonic() + delay
+        self._delay = min(delay * 2, self.retry_max)
+        what = f"a batch of {rows} records goes" if rows is not None else "the backlog stays"
+        log.warning(
+            "prediction log: %s failed (%s); %s to the spool %s, retrying in %.1f s",
+            self.store.description,
+            self._last_error,
+            what,
+            self.spool.folder,
+            delay,
+        )
+
+    def _succeeded(self) -> None:
+        if self._delay != self.retry_initial:
+            log.info("prediction log: %s is back", self.store.description)
+        self._delay = self.retry_initial
+        self._retry_at = 0.0
+
+    def _spool_rows(self, rows: list[Row]) -> None:
+        if rows:
+            self._spool_table(new_batch_id(), rows_to_table(rows))
+
+    def _spool_table(self, batch_id: str, table: pa.Table) -> None:
+        try:
+            self.spool.write(table, batch_id=batch_id)
+        except Exception as exc:
+            with self._lock:
+                self._counts["lost"] += table.num_rows
+            log.error(
+                "prediction log: %d records lost: neither the store nor the spool %s took "
+                "them (%s); free the spool's disk or fix its permissions",
+                table.num_rows,
+                self.spool.folder,
+                _describe(exc),
+            )
+            return
+        with self._lock:
+            self._counts["spooled"] += table.num_rows
+
+    def _maybe_prune(self) -> None:
+        if self.retention_days is None or time.monotonic() < self._next_prune:
+            return
+        try:
+            self.prune()
+        except Exception as exc:
+            log.warning("prediction log: pruning failed (%s); trying again later", _describe(exc))
+            self._next_prune = time.monotonic() + self.retry_max
+        else:
+            self._next_prune = time.monotonic() + _PRUNE_EVERY
+
+    def _abandon(self) -> None:
+        """The writer is stuck (close timed out): spool what it holds from this thread."""
+        self._abandoned = True
+        with self._lock:
+            inflight, self._inflight = self._inflight, None
+            rows, self._buffer = self._buffer, []
+        if inflight is not None:  # the same batch id: a replay cannot duplicate it
+            self._spool_table(*inflight)
+        pending: list[Row] = list(rows)
+        while True:
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if isinstance(item, PredictionRecord):
+                pending.append(self._encode(item))
+            elif isinstance(item, _Flush):
+                item.event.set()
+        self._spool_rows(pending)
+        log.warning(
+            "prediction log: the writer did not stop in time (%s hangs?); its records were "
+            "spooled to %s",
+            self.store.description,
+            self.spool.folder,
+        )
+
+
+# ---------------------------------------------------------------------------- builders
+
+
+def _resolve(root: Path, path: str) -> Path:
+    p = Path(path)
+    return p if p.is_absolute() else Path(root) / p
+
+
+def create_log_store(settings: LogSettings, root: str | os.PathLike[str]) -> LogStore:
+    """The :class:`LogStore` that ``settings`` (``prediction_log:`` in lendml.yaml) names.
+
+    Raises
+    ------
+    ConfigError
+        PostgreSQL's URL variable is not set.
+    """
+    if isinstance(settings, ParquetLogSettings):
+        return ParquetLogStore(_resolve(Path(root), settings.path))
+    if isinstance(settings, PostgresLogSettings):
+        url = os.environ.get(settings.url_env)
+        if not url:
+            raise ConfigError(
+                f"prediction_log.url_env names ${settings.url_env}, which is not set: export "
+                f"it with the PostgreSQL URL (postgresql://user:password@host:5432/db) before "
+                f"starting lendml; the URL never goes in lendml.yaml.",
+                setting="prediction_log.url_env",
+            )
+        try:
+            return PostgresLogStore(
+                url,
+                settings.table,
+                connect_timeout=settings.connect_timeout_seconds,
+                statement_timeout=settings.statement_timeout_seconds,
+            )
+        except ImportError as exc:
+            raise ConfigError(
+                "The PostgreSQL prediction log needs psycopg 3: pip install 'lendml[postgres]'."
+            ) from exc
+    raise ConfigError(f"Unknown prediction_log settings {settings!r}.")
+
+
+def open_prediction_log(
+    settings: LogSettings,
+    root: str | os.PathLike[str],
+    *,
+    store: LogStore | None = None,
+    clock: Callable[[], datetime] | None = None,
+    start: bool = True,
+) -> PredictionLog:
+    """Open the prediction log that ``settings`` describe, with its writer thread running.
+
+    A spool left by an earlier process is replayed as soon as the store takes writes. The
+    store need not be reachable now: records wait in the spool until it is.
+
+    Parameters
+    ----------
+    settings
+        The project's ``prediction_log:`` settings (``ProjectConfig.prediction_log``).
+    root
+        The project folder; relative paths in ``settings`` resolve against it.
+    store
+        Use this store instead of the one ``settings`` name (e.g. a custom one).
+    clock
+        Returns the current UTC time; the default is the system clock.
+    start
+        Start the writer (``False``: only read, erase and prune).
+
+    Returns
+    -------
+    PredictionLog
+        Call :meth:`~PredictionLog.close` when done (or use it as a context manager).
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from datetime import datetime, UTC
+    >>> from lendml.core.config import ParquetLogSettings
+    >>> from lendml.serving.records import PredictionRecord
+    >>> root = tempfile.mkdtemp()
+    >>> with open_prediction_log(ParquetLogSettings(), root) as plog:
+    ...     plog.submit(PredictionRecord(
+    ...         request_id="r1", time=datetime(2026, 11, 2, 9, 30, tzinfo=UTC),
+    ...         model="credit_pd", version=3, entity={"customer_id": 42},
+    ...         features={"dti": 0.31}, score=612.0, probability=0.08, decision="approve"))
+    >>> read_prediction_log(ParquetLogSettings(), root)[["request_id", "features.dti"]]
+      request_id  features.dti
+    0         r1          0.31
+    """
+    if isinstance(settings, ParquetLogSettings):
+        batch_rows, batch_seconds = settings.rotate_rows, settings.rotate_seconds
+    else:
+        batch_rows, batch_seconds = settings.batch_rows, settings.batch_seconds
+    return PredictionLog(
+        store if store is not None else create_log_store(settings, root),
+        _resolve(Path(root), settings.spool),
+        queue_size=settings.queue_size,
+        batch_rows=batch_rows,
+        batch_seconds=batch_seconds,
+        spill_rows=settings.spill_rows,
+        retry_initial_seconds=settings.retry_initial_seconds,
+        retry_max_seconds=settings.retry_max_seconds,
+        retention_days=settings.retention_days,
+        clock=clock,
+        start=start,
+    )
+
+
+def read_prediction_log(
+    settings: LogSettings,
+    root: str | os.PathLike[str],
+    *,
+    start: TimeLike | None = None,
+    end: TimeLike | None = None,
+    model: str | None = None,
+    flatten: bool = True,
+) -> pd.DataFrame:
+    """The logged records with ``start <= time < end``, one row per record, oldest first.
+
+    Records still waiting in the spool are not included (they are not in the store yet).
+
+    Parameters
+    ----------
+    settings, root
+        As for :func:`open_prediction_log`.
+    start, end
+        UTC bounds (datetimes, dates or ISO-8601 strings; naive means UTC); ``None`` is open.
+    model
+        Only this registered model's records.
+    flatten
+        One column per entity key (``entity.<key>``) and per feature
+        (``features.<name>``), sorted by name — what drift monitoring and label joins
+        need; a feature a record lacks is NaN (numbers) or None. ``False``: ``entity`` and
+        ``features`` are columns of dicts instead.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns ``request_id``, ``time`` (``datetime64[us, UTC]``), ``model``, ``version``
+        (int64), ``role``, ``decision``, ``score``, ``probability``, ``reasons`` (lists of
+        dicts), then the entity and feature columns.
+
+    Raises
+    ------
+    StoreError
+        The store cannot be read (PostgreSQL down, the Parquet path is not a folder).
+    """
+    plog = open_prediction_log(settings, root, start=False)
+    try:
+        return plog.read(start, end, model=model, flatten=flatten)
+    finally:
+        plog.close()
+
+
+def erase_prediction_log(
+    settings: LogSettings, root: str | os.PathLike[str], key: str, value: Any
+) -> ErasureReport:
+    """Remove every record whose entity has ``key`` equal to ``value``, from the store and
+    from the spool; each Parquet file and spool file is rewritten atomically.
+
+    Values match by text: ``value`` ``42`` or ``"42"`` erases entities with ``42`` or
+    ``"42"``. Records still in a running service's memory (not yet written or spooled)
+    are not reached: erase through that service's :meth:`PredictionLog.erase`, or run
+    this again after it has flushed.
+
+    Returns
+    -------
+    ErasureReport
+        How many records were removed from the store and from the spool.
+    """
+    if not key:
+        raise ConfigError(
+            "The entity key to erase by is empty; write KEY=VALUE, e.g. customer_id=42."
+        )
+    plog = open_prediction_log(settings, root, start=False)
+    try:
+        return plog.erase(key, value)
+    finally:
+        plog.close()
+
+
+def prune_prediction_log(
+    settings: LogSettings,
+    root: str | os.PathLike[str],
+    *,
+    before: TimeLike | None = None,
+    clock: Callable[[], datetime] | None = None,
+) -> int:
+    """Delete records older than ``before`` (default: ``retention_days`` ago) from the
+    store and the spool; return how many.
+
+    Raises
+    ------
+    ConfigError
+        Neither ``before`` nor ``retention_days`` is set.
+    """
+    plog = open_prediction_log(settings, root, start=False, clock=clock)
+    try:
+        return plog.prune(before)
+    finally:
+        plog.close()
+
+
+__all__ = [
+    "SCHEMA",
+    "ErasureReport",
+    "LogSettings",
+    "LogStats",
+    "LogStore",
+    "ParquetLogStore",
+    "PostgresLogStore",
+    "PredictionLog",
+    "create_log_store",
+    "erase_prediction_log",
+    "open_prediction_log",
+    "prune_prediction_log",
+    "read_prediction_log",
+    "redact",
+]
