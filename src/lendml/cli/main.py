@@ -19,6 +19,7 @@ from lendml.cli.common import (
     handle_errors,
     open_project,
 )
+from lendml.cli.log import log_app
 from lendml.cli.models import models_app
 
 app = typer.Typer(
@@ -33,6 +34,7 @@ datasets_app = typer.Typer(help="Synthetic and public datasets.", no_args_is_hel
 app.add_typer(features_app, name="features")
 app.add_typer(datasets_app, name="datasets")
 app.add_typer(models_app, name="models")
+app.add_typer(log_app, name="log")
 
 train_commands.register(app)
 

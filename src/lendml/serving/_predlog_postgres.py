@@ -12,6 +12,7 @@ pruning open a short-lived connection of their own.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from datetime import datetime
 from typing import Any
@@ -174,10 +175,9 @@ class PostgresLogStore(LogStore):
     def _drop_connection(self) -> None:
         conn, self._conn = self._conn, None
         if conn is not None:
-            try:
+            # A broken connection may fail to close; it is dropped either way.
+            with contextlib.suppress(Exception):
                 conn.close()
-            except Exception:  # noqa: S110 - a broken connection may fail to close; it is dropped anyway
-                pass
 
     # -- reading and deleting (own connections)
     def _run(self, op: str, work: Any) -> Any:

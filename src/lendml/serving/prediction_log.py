@@ -292,10 +292,9 @@ class PredictionLog(PredictionSink):
         thread = self._thread
         if thread is not None:
             self._stop.set()
-            try:
+            # A full queue: the writer sees the event once it has drained the queue.
+            with contextlib.suppress(queue.Full):
                 self._queue.put_nowait(_STOP)
-            except queue.Full:
-                pass  # the writer sees the event after it drains the queue
             thread.join(timeout)
             if thread.is_alive():
                 self._abandon()
@@ -356,7 +355,8 @@ class PredictionLog(PredictionSink):
         if before is None:
             if self.retention_days is None:
                 raise ConfigError(
-                    "No retention period is set: give `before` (e.g. --before 2026-01-01) or "
+                    "No retention period is set: give a cutoff (`before=`, or --before 2026-01-01 "
+                    "on the command line) or "
                     "set prediction_log.retention_days in lendml.yaml."
                 )
             cutoff = self._clock() - timedelta(days=self.retention_days)
