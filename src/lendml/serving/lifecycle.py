@@ -349,26 +349,19 @@ class ModelManager:
         if alias == CHAMPION:
             deployment, role = routing.pick(entity)
             return Target(deployment, role, routing, live=True)
-        for deployment, label in (
-            (routing.champion, CHAMPION),
-            (routing.canary, routing.canary_ref),
-            (routing.shadow, routing.shadow_ref),
-        ):
+        roles: tuple[tuple[Deployment | None, str | None, Role], ...] = (
+            (routing.champion, CHAMPION, "champion"),
+            (routing.canary, routing.canary_ref, "canary"),
+            (routing.shadow, routing.shadow_ref, "shadow"),
+        )
+        for deployment, label, role in roles:
             if deployment is None:
                 continue
             if (version is not None and deployment.version == version) or (
                 alias is not None and alias == label
             ):
-                return Target(deployment, "champion", routing, live=False)
-        deployed = ", ".join(
-            f"{label} → {d.version}"
-            for d, label in (
-                (routing.champion, CHAMPION),
-                (routing.canary, routing.canary_ref),
-                (routing.shadow, routing.shadow_ref),
-            )
-            if d is not None
-        )
+                return Target(deployment, role, routing, live=False)
+        deployed = ", ".join(f"{label} → {d.version}" for d, label, _ in roles if d is not None)
         raise ModelNotFound(
             f"model: {ref!r} is not deployed on this service; deployed versions of {name!r}: "
             f"{deployed}. Ask for {name}@champion, or have an admin set it as shadow or "

@@ -80,7 +80,10 @@ class ScoreResponse(BaseModel):
 
     request_id: str
     model: ModelRef
-    role: Literal["champion", "canary"]
+    role: Literal["champion", "canary", "shadow"] = Field(
+        description="The version's role: live traffic gets the champion or, for a share of "
+        "entities, the canary; a shadow answers only when asked for by name."
+    )
     score: float = Field(description="Log-odds of a bad outcome.")
     probability: float = Field(description="Probability of a bad outcome.")
     decision: Literal["approve", "refer", "decline"]
