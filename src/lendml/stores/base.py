@@ -19,12 +19,20 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
+
 from lendml.errors import ConfigError, DataValidationError
+
+# repr() of a float never has more than 17 digits in a row; an int of 19+ digits may not
+# fit the 64 bits orjson reads exactly.
+_LONG_DIGITS = re.compile(r"\d{19}")
+_LONG_DIGITS_B = re.compile(rb"\d{19}")
 
 
 @dataclass(frozen=True)
@@ -80,6 +88,12 @@ def encode_key(key: Any) -> str:
     >>> encode_key(7), encode_key("7"), encode_key(("a:b", 1))
     ('7', '"7"', '["a:b", 1]')
     """
+    # Fast paths (a batch read encodes every key): exactly what json.dumps writes.
+    if type(key) is int:
+        return str(key)
+    plain = type(key) is str and key.isascii() and key.isprintable()
+    if plain and '"' not in key and "\\" not in key:
+        return f'"{key}"'
     try:
         return json.dumps(clean_value(key))
     except (TypeError, ValueError) as exc:
@@ -118,6 +132,27 @@ def encode_values(
             "lists and dicts of these.",
             feature_view=view or None,
         ) from exc
+
+
+def decode_values(text: str | bytes) -> dict[str, Any]:
+    """The feature values of :func:`encode_values` text.
+
+    orjson decodes about four times faster than ``json``, but it refuses the ``Infinity``
+    tokens ``json`` writes for infinite floats and reads integers beyond 64 bits as floats;
+    payloads with either (19+ digits in a row) take ``json``'s exact path.
+
+    Examples
+    --------
+    >>> decode_values('{"n":3,"at":Infinity}')
+    {'n': 3, 'at': inf}
+    """
+    long_digits = _LONG_DIGITS_B if isinstance(text, bytes) else _LONG_DIGITS
+    if long_digits.search(text) is None:
+        try:
+            return orjson.loads(text)
+        except orjson.JSONDecodeError:
+            pass
+    return json.loads(text)
 
 
 def _json_ok(value: Any) -> bool:

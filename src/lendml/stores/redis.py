@@ -22,7 +22,6 @@ batch), and Redis serves it even at ``maxmemory``, when it refuses writes.
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Sequence
 from typing import Any
@@ -31,7 +30,13 @@ from urllib.parse import parse_qsl, unquote, urlencode, urlsplit
 import redis
 
 from lendml.errors import ConfigError, DataValidationError, StoreError
-from lendml.stores.base import OnlineRecord, OnlineStore, encode_key, encode_values
+from lendml.stores.base import (
+    OnlineRecord,
+    OnlineStore,
+    decode_values,
+    encode_key,
+    encode_values,
+)
 
 _log = logging.getLogger(__name__)
 
@@ -314,7 +319,7 @@ class RedisOnlineStore(OnlineStore):
             if as_of is None or payload is None:
                 out.append(None)
             else:
-                out.append(OnlineRecord(key, json.loads(payload), int(as_of)))
+                out.append(OnlineRecord(key, decode_values(payload), int(as_of)))
         return out
 
     def close(self) -> None:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import math
 import sqlite3
 import threading
 from collections.abc import Sequence
@@ -11,7 +9,13 @@ from pathlib import Path
 from typing import Any
 
 from lendml.errors import StoreError
-from lendml.stores.base import OnlineRecord, OnlineStore
+from lendml.stores.base import (
+    OnlineRecord,
+    OnlineStore,
+    decode_values,
+    encode_key,
+    encode_values,
+)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS features (
@@ -28,21 +32,6 @@ ON CONFLICT (view, entity_key) DO UPDATE
 SET as_of_us = excluded.as_of_us, payload = excluded.payload
 WHERE excluded.as_of_us >= features.as_of_us
 """
-
-
-def _clean(v: Any) -> Any:
-    if isinstance(v, float) and math.isnan(v):
-        return None
-    if hasattr(v, "item"):  # numpy scalars
-        return _clean(v.item())
-    if hasattr(v, "isoformat"):
-        return v.isoformat()
-    return v
-
-
-def encode_key(key: Any) -> str:
-    """Entity keys are stored as JSON text so 7 and "7" stay distinct."""
-    return json.dumps(_clean(key))
 
 
 class SQLiteOnlineStore(OnlineStore):
@@ -82,7 +71,7 @@ class SQLiteOnlineStore(OnlineStore):
                 view,
                 encode_key(r.key),
                 int(r.as_of_us),
-                json.dumps({k: _clean(v) for k, v in r.values.items()}),
+                encode_values(r.values, view=view, key=r.key),
             )
             for r in records
         ]
@@ -125,7 +114,7 @@ class SQLiteOnlineStore(OnlineStore):
         out: list[OnlineRecord | None] = []
         for k, ek in zip(keys, encoded, strict=True):
             hit = found.get(ek)
-            out.append(None if hit is None else OnlineRecord(k, json.loads(hit[1]), hit[0]))
+            out.append(None if hit is None else OnlineRecord(k, decode_values(hit[1]), hit[0]))
         return out
 
     def close(self) -> None:
