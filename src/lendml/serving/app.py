@@ -62,6 +62,7 @@ ENDPOINTS = (
 _ERRORS: dict[int | str, dict[str, Any]] = {
     status: {"model": ErrorBody, "description": text}
     for status, text in (
+        (400, "The body cannot be read as JSON text (e.g. it is not UTF-8)."),
         (401, "Missing or invalid API key."),
         (403, "The key's scope does not allow this."),
         (404, "Unknown model, alias, version or entity."),
@@ -226,11 +227,17 @@ def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
         name = _STATUS_NAMES.get(exc.status_code, "HTTPError")
+        message, field = str(exc.detail), None
+        if exc.status_code in (400, 413):  # FastAPI's body reading, or the size limit
+            field = "body"
+            if exc.status_code == 400:
+                message = "body: cannot be read as JSON text (send UTF-8 encoded JSON)."
         return _error(
             request,
             exc.status_code,
             name,
-            str(exc.detail),
+            message,
+            field=field,
             headers=dict(exc.headers) if exc.headers else None,
         )
 
@@ -408,7 +415,12 @@ def create_app(
             "results": [respond(i, r) for i, r in zip(ids, done, strict=True)],
         }
 
-    @app.get("/v1/models", tags=["models"], summary="What each served model routes to")
+    @app.get(
+        "/v1/models",
+        tags=["models"],
+        responses=_ERRORS,
+        summary="What each served model routes to",
+    )
     def models(_: ApiKey = scorer_key) -> dict[str, Any]:
         return manager.status()
 
@@ -451,7 +463,13 @@ def create_app(
             return {"status": "ready"}
         return _error(request, 503, "NotReady", "Not every served model is deployed yet.")
 
-    @app.get("/metrics", tags=["health"], summary="Prometheus metrics")
+    @app.get(
+        "/metrics",
+        tags=["health"],
+        responses={**_ERRORS, 200: {"content": {"text/plain": {}}, "description": "Metrics."}},
+        response_class=Response,
+        summary="Prometheus metrics",
+    )
     def prometheus(_: ApiKey = scorer_key) -> Response:
         return Response(metrics.render(), media_type=metrics.content_type)
 
