@@ -33,6 +33,7 @@ from lendml.serving._predlog_spool import write_atomic
 
 TIME = SCHEMA.field("time").type
 _PREFIX = "date="
+_READ_ATTEMPTS = 5
 
 
 class ParquetLogStore(LogStore):
@@ -118,14 +119,18 @@ class ParquetLogStore(LogStore):
         *,
         model: str | None = None,
     ) -> pa.Table:
-        files = [str(p) for _, p in self._files(start, end)]
-        if not files:
-            return empty_table()
-        dataset = ds.dataset(files, format="parquet", schema=SCHEMA)
-        expr = None
-        if model is not None:
-            expr = ds.field("model") == model
-        table = dataset.to_table(filter=expr)
+        expr = None if model is None else ds.field("model") == model
+        for attempt in range(_READ_ATTEMPTS):
+            files = [str(p) for _, p in self._files(start, end)]
+            if not files:
+                return empty_table()
+            try:
+                table = ds.dataset(files, format="parquet", schema=SCHEMA).to_table(filter=expr)
+                break
+            except FileNotFoundError:
+                # Pruning or erasure deleted a file after it was listed: list again.
+                if attempt == _READ_ATTEMPTS - 1:
+                    raise
         table = time_filter(table, start, end)
         if table.num_rows == 0:
             return empty_table()

@@ -199,6 +199,7 @@ class PredictionLog(PredictionSink):
         self._buffer_since: float | None = None
         self._inflight: tuple[str, pa.Table] | None = None
         self._overflow: list[PredictionRecord] = []
+        self._overflow_since: float | None = None
         self._overflow_lock = threading.Lock()
         self._drain_waiters: list[_Flush] = []
         self._counts = dict.fromkeys(
@@ -243,10 +244,12 @@ class PredictionLog(PredictionSink):
         """Keep ``record`` for the spool; write a spool file once ``spill_rows`` wait."""
         with self._overflow_lock:
             if record is not None:
+                if not self._overflow:
+                    self._overflow_since = time.monotonic()
                 self._overflow.append(record)
             if not self._overflow or (len(self._overflow) < self.spill_rows and not force):
                 return
-            records, self._overflow = self._overflow, []
+            records, self._overflow, self._overflow_since = self._overflow, [], None
         self._spool_rows([self._encode(r) for r in records])
 
     # ------------------------------------------------------------------ public API
@@ -396,39 +399,36 @@ class PredictionLog(PredictionSink):
         waits = [1.0]
         if self._buffer_since is not None:
             waits.append(self._buffer_since + self.batch_seconds - now)
+        if self._overflow_since is not None:
+            waits.append(self._overflow_since + self.batch_seconds - now)
         if self.spool.files() or self._drain_waiters:
             waits.append(self._retry_at - now)
         return max(0.0, min(waits))
 
     def _step(self) -> bool:
         """One turn of the writer; True when it is time to stop."""
-        items: list[Any] = []
+        item: Any = None
         with contextlib.suppress(queue.Empty):
-            items.append(self._queue.get(timeout=self._wait_seconds()))
-        while len(items) < self.batch_rows * 2:
-            try:
-                items.append(self._queue.get_nowait())
-            except queue.Empty:
-                break
+            item = self._queue.get(timeout=self._wait_seconds())
         stop = self._stop.is_set()
         flushes: list[_Flush] = []
-        for item in items:
+        taken = 0
+        # One record at a time off the queue: apart from the batch being written, every
+        # accepted record is always in the queue, the buffer or the spool.
+        while item is not None:
             if item is _STOP:
                 stop = True
             elif isinstance(item, _Flush):
                 flushes.append(item)
             else:
                 self._add(item)
-        if stop:  # everything submitted before close() is behind us: drain it all
-            while True:
-                try:
-                    item = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if isinstance(item, _Flush):
-                    flushes.append(item)
-                elif item is not _STOP:
-                    self._add(item)
+            taken += 1
+            if taken >= 2 * self.batch_rows and not stop:
+                break  # a turn's worth; after close() everything is drained
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                item = None
         if self._buffer and (
             flushes
             or stop
@@ -438,7 +438,14 @@ class PredictionLog(PredictionSink):
             )
         ):
             self._write_buffer()
-        self._spill(None, force=True)
+        with self._overflow_lock:
+            since = self._overflow_since
+        if (
+            flushes
+            or stop
+            or (since is not None and time.monotonic() - since >= self.batch_seconds)
+        ):
+            self._spill(None, force=True)
         if stop:
             for f in flushes + self._drain_waiters:
                 f.event.set()
@@ -469,11 +476,15 @@ class PredictionLog(PredictionSink):
             log.error("prediction log: a record could not be encoded (%s)", type(exc).__name__)
             return
         with self._lock:
-            if not self._buffer:
-                self._buffer_since = time.monotonic()
-            self._buffer.append(row)
+            abandoned = self._abandoned
+            if not abandoned:
+                if not self._buffer:
+                    self._buffer_since = time.monotonic()
+                self._buffer.append(row)
             full = len(self._buffer) >= self.batch_rows
-        if full:
+        if abandoned:  # close() gave up on this thread: keep the record on disk
+            self._spool_rows([row])
+        elif full:
             self._write_buffer()
 
     def _write_buffer(self) -> None:
@@ -592,8 +603,8 @@ class PredictionLog(PredictionSink):
 
     def _abandon(self) -> None:
         """The writer is stuck (close timed out): spool what it holds from this thread."""
-        self._abandoned = True
         with self._lock:
+            self._abandoned = True
             inflight, self._inflight = self._inflight, None
             rows, self._buffer = self._buffer, []
         if inflight is not None:  # the same batch id: a replay cannot duplicate it
