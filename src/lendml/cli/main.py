@@ -12,6 +12,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
+from lendml.cli import serve as serve_commands
 from lendml.cli import train as train_commands
 from lendml.cli.common import (
     ProjectOpt,
@@ -19,6 +20,7 @@ from lendml.cli.common import (
     handle_errors,
     open_project,
 )
+from lendml.cli.keys import keys_app
 from lendml.cli.log import log_app
 from lendml.cli.models import models_app
 
@@ -34,9 +36,11 @@ datasets_app = typer.Typer(help="Synthetic and public datasets.", no_args_is_hel
 app.add_typer(features_app, name="features")
 app.add_typer(datasets_app, name="datasets")
 app.add_typer(models_app, name="models")
+app.add_typer(keys_app, name="keys")
 app.add_typer(log_app, name="log")
 
 train_commands.register(app)
+serve_commands.register(app)
 
 
 @app.callback()

@@ -119,7 +119,7 @@ class KeyStore:
             Path(tmp).unlink(missing_ok=True)
             raise
 
-    def keys(self) -> tuple[ApiKey, ...]:
+    def list_keys(self) -> tuple[ApiKey, ...]:
         """Every key, re-read when the file changed since the last call."""
         try:
             st = self.path.stat()
@@ -194,7 +194,7 @@ class KeyStore:
             return None
         digest = _digest(token)
         found = None
-        for key in self.keys():
+        for key in self.list_keys():
             if hmac.compare_digest(digest, key.sha256) and key.active:
                 found = key
         return found
