@@ -13,11 +13,14 @@ import pytest
 import uvicorn
 
 from lendml.core.config import CanarySettings, ModelServingSettings, ServingSettings
+from lendml.errors import ConfigError
+from lendml.registry import FEATURE_SERVICE_TAG, FEATURE_SERVICE_VERSION_TAG
 from lendml.serving.app import create_app
 from lendml.serving.lifecycle import canary_bucket
 from tests.serving.online_world import (
     FEATURES,
     MODEL,
+    SERVICE,
     World,
     borrowers,
     fit_model,
@@ -266,4 +269,13 @@ def test_a_deployed_version_can_be_asked_for_by_name(world):  # noqa: F811
     )
     assert res.status_code == 404
     assert client.get("/v1/models", headers=auth).json()["models"][MODEL]["shadow"]["version"] == 2
+    manager.close()
+
+
+def test_a_model_is_not_served_on_features_other_than_its_training_ones(world):  # noqa: F811
+    lineage = {FEATURE_SERVICE_TAG: SERVICE.name, FEATURE_SERVICE_VERSION_TAG: "0123456789ab"}
+    world.promote(world.register(fit_model(), lineage=lineage))
+    manager = world.manager()
+    with pytest.raises(ConfigError, match="trained on feature service 'credit_v1' version"):
+        manager.start(watch=False)
     manager.close()

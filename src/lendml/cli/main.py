@@ -12,6 +12,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
+from lendml.cli import score as score_commands
 from lendml.cli import serve as serve_commands
 from lendml.cli import train as train_commands
 from lendml.cli.common import (
@@ -41,6 +42,7 @@ app.add_typer(log_app, name="log")
 
 train_commands.register(app)
 serve_commands.register(app)
+score_commands.register(app)
 
 
 @app.callback()

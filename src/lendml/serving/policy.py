@@ -16,7 +16,6 @@ deployment, never a request:
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -241,17 +240,6 @@ class ServingPolicy:
             "features": list(reason.features),
             "contribution": float(reason.contribution),
         }
-
-
-def finite_or_none(value: Any) -> float | None:
-    """``value`` as a float, or None if it is missing, NaN or infinite."""
-    if value is None:
-        return None
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        return None
-    return number if math.isfinite(number) else None
 
 
 __all__ = ["DecisionPolicy", "ReasonMap", "ReasonText", "ServingPolicy"]
