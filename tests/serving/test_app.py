@@ -432,3 +432,35 @@ def test_probabilities_and_reasons_are_plain_json_numbers(served):
     frame = pd.DataFrame(results)
     assert frame["probability"].between(0, 1).all()
     assert all(isinstance(r["contribution"], float) for rs in frame["reasons"] for r in rs)
+
+
+def test_the_service_reads_what_online_features_reads_and_encodes_like_the_schema(served):
+    from lendml.features.online import online_features
+    from lendml.stores import OnlineRecord
+    from tests.serving.online_world import FEATURES, PROFILE, SERVICE
+
+    store = served.world.store
+    odd = {"income": None, "dti": 0.5, "utilization": 2, "home": "boat"}  # unseen category
+    store.write_batch(PROFILE.name, [OnlineRecord(5000, odd, 2_000_000)])
+    ids, loans = [5000, 7, 8, 9], [12000, 0, 3.5, None]
+    sink = served.world.sink
+    before = len(sink.records)
+    for i, loan in zip(ids, loans, strict=True):
+        res = served.post(
+            "/v1/score", {"entity": {"borrower_id": i}, "fields": {"loan_amount": loan}}
+        )
+        assert res.status_code == 200, res.text
+    records = sink.records[before:]
+    for i, loan, record in zip(ids, loans, records, strict=True):
+        frame = online_features(
+            store, SERVICE, [{"borrower_id": i}], request=[{"loan_amount": loan}]
+        )
+        want = {f: frame[f].iloc[0] for f in FEATURES}
+        got = record.features
+        for f in FEATURES:
+            if want[f] is None or (isinstance(want[f], float) and math.isnan(want[f])):
+                assert got[f] is None, (i, f)
+            else:
+                assert got[f] == want[f], (i, f)
+        score = served.model.decision_function(frame[FEATURES])[0]
+        assert record.score == pytest.approx(score, abs=1e-12)

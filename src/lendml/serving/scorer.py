@@ -22,16 +22,18 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from lendml.core.timeutil import utc_now
 from lendml.errors import ConfigError, DataValidationError, NotFoundError
-from lendml.features.definitions import FeatureService
-from lendml.features.online import online_features
+from lendml.features import expr as fexpr
+from lendml.features.definitions import ADDITIVE, FeatureService
 from lendml.models import Model, ReasonCode, ReferencePoint, TreeExplainer, reason_codes
+from lendml.models.schema import category_label
 from lendml.registry import FEATURE_SERVICE_TAG, FEATURE_SERVICE_VERSION_TAG, LoadedModel
 from lendml.registry.registry import ModelVersionInfo
 from lendml.serving.inputs import FieldKind, ScoreInput, check_entity, check_fields, problem
 from lendml.serving.policy import Decision, ServingPolicy
 from lendml.serving.records import PredictionRecord, Role
-from lendml.stores.base import OnlineRecord, OnlineStore
+from lendml.stores.base import OnlineStore
 
 log = logging.getLogger(__name__)
 
@@ -84,25 +86,6 @@ class ScoreResult:
             reasons=reasons,
             role=self.role,
         )
-
-
-class _ReadRecorder(OnlineStore):
-    """A read-only view of a store that remembers which keys each view found."""
-
-    def __init__(self, store: OnlineStore) -> None:
-        self._store = store
-        self.found: dict[str, list[bool]] = {}
-
-    def read_many(self, view: str, keys: Sequence[Any]) -> list[OnlineRecord | None]:
-        records = self._store.read_many(view, keys)
-        self.found[view] = [r is not None for r in records]
-        return records
-
-    def write_batch(self, view: str, records: Sequence[OnlineRecord]) -> int:
-        raise ConfigError("Serving reads the online store; it never writes to it.")
-
-    def close(self) -> None:
-        """The wrapped store belongs to the caller; nothing to release here."""
 
 
 def _plain(value: Any) -> Any:
@@ -189,6 +172,26 @@ class Deployment:
             if spec.name not in served and spec.name not in fields:
                 fields[spec.name] = "category" if spec.kind == "categorical" else "number"
         self.request_fields = fields
+        self._views = [
+            (
+                view,
+                {
+                    **{a.name: (0 if a.function in ADDITIVE else None) for a in view.aggregations},
+                    **{f.name: None for f in view.features},
+                },
+            )
+            for view in (service.feature_views if service is not None else ())
+        ]
+        self._encoders = [
+            (
+                spec.name,
+                None
+                if spec.kind == "numeric"
+                else {label: float(i) for i, label in enumerate(spec.categories)},
+            )
+            for spec in self.schema.features
+        ]
+        self._excluded = sorted(self.protected)
         self._numeric = [s.name for s in self.schema.features if s.kind == "numeric"]
 
     # ------------------------------------------------------------------ building
@@ -320,9 +323,9 @@ class Deployment:
             return []
         where = list(prefixes) if prefixes is not None else ["" for _ in items]
         checked = [self.check(item, where[i]) for i, item in enumerate(items)]
-        frame = self._features(checked, where)
-        missing_masks, frame = self._apply_missing(frame, where)
-        X = self.schema.encode(frame)
+        rows = self._features(checked, where)
+        missing = self._apply_missing(rows, where)
+        X = self._encode(rows)
         raw = self._raw(X)
         probability = 1.0 / (1.0 + np.exp(-raw))
         decisions = [self.policy.decision.decide(float(p)) for p in probability]
@@ -330,18 +333,20 @@ class Deployment:
         codes: dict[int, list[ReasonCode]] = {}
         if explain_rows:
             phi = self.explainer.contributions(X[explain_rows], self.reference)
+            values = np.empty((len(explain_rows), len(self.names)), dtype=object)
+            for k, i in enumerate(explain_rows):
+                values[k, :] = [rows[i][n] for n in self.names]
             ranked = reason_codes(
                 phi,
                 self.names,
                 top=self.policy.top,
-                exclude=sorted(self.protected),
+                exclude=self._excluded,
                 groups=self.policy.reason_map.groups,
-                values=frame.iloc[explain_rows].reset_index(drop=True),
+                values=values,
                 reference=self.reference,
             )
             codes = dict(zip(explain_rows, ranked, strict=True))
         out = []
-        records = frame.to_dict(orient="records")
         for i, item in enumerate(checked):
             row_codes = codes.get(i, [])
             out.append(
@@ -350,43 +355,44 @@ class Deployment:
                     version=self.version,
                     role=role,
                     entity=item.entity,
-                    features={n: _plain(records[i][n]) for n in self.names},
+                    features={n: rows[i][n] for n in self.names},
                     score=float(raw[i]),
                     probability=float(probability[i]),
                     decision=decisions[i],
                     reasons=[self.policy.wording(c) for c in row_codes],
                     reason_codes=row_codes,
-                    missing=missing_masks[i],
+                    missing=missing[i],
                 )
             )
         return out
 
-    def _features(self, items: list[ScoreInput], where: list[str]) -> pd.DataFrame:
-        """The model's inputs per item: online features, derived features, request fields."""
+    def _features(self, items: list[ScoreInput], where: list[str]) -> list[dict[str, Any]]:
+        """The model's inputs per item: online features, derived features, request fields.
+
+        The same reads and derivations as :func:`lendml.features.online.online_features`
+        (a test holds them equal), on plain dicts: no DataFrame on the request path.
+        """
         n = len(items)
         if self.service is None:
-            return pd.DataFrame(
-                {name: [it.fields.get(name) for it in items] for name in self.names}
-            )
+            return [{name: it.fields.get(name) for name in self.names} for it in items]
         if self.store is None:  # __init__ refuses this; kept for type checkers
             raise ConfigError(f"Model {self.ref} has no online store to read.")
-        recorder = _ReadRecorder(self.store)
-        request = [it.fields for it in items]
-        try:
-            looked_up = online_features(
-                recorder, self.service, [it.entity for it in items], request=request
-            )
-        except (TypeError, ValueError, ArithmeticError) as exc:
-            if isinstance(exc, DataValidationError):
-                raise
-            raise problem(
-                f"{where[0]}fields" if n == 1 else "items",
-                "the request fields cannot be combined into the derived features "
-                f"({type(exc).__name__}); check their types.",
-            ) from exc
-        if self.policy.unknown_entity == "reject" and recorder.found:
+        rows: list[dict[str, Any]] = [dict(it.entity) for it in items]
+        found = [False] * n
+        for view, defaults in self._views:
+            key = view.entity.key
+            records = self.store.read_many(view.name, [r[key] for r in rows])
+            for i, record in enumerate(records):
+                if record is None:
+                    rows[i].update(defaults)
+                else:
+                    found[i] = True
+                    values = record.values
+                    for name, default in defaults.items():
+                        rows[i][name] = values.get(name, default)
+        if self.policy.unknown_entity == "reject" and self._views:
             for i in range(n):
-                if not any(found[i] for found in recorder.found.values()):
+                if not found[i]:
                     keys = ", ".join(self.entity_keys)
                     raise NotFoundError(
                         f"{where[i]}entity: the online store has no features for this entity "
@@ -395,39 +401,62 @@ class Deployment:
                         "missing-value rules.",
                         field=f"{where[i]}entity",
                     )
-        columns = {}
-        for name in self.names:
-            if name in looked_up.columns:
-                columns[name] = looked_up[name].tolist()
-            else:
-                columns[name] = [it.fields.get(name) for it in items]
-        return pd.DataFrame(columns)
+        if self.service.derived_views:
+            when = utc_now()
+            for i, row in enumerate(rows):
+                ctx = {**row, **items[i].fields, "as_of": when}
+                for dview in self.service.derived_views:
+                    for d in dview.features:
+                        try:
+                            value = fexpr.evaluate(d.expr, ctx)
+                        except (TypeError, ValueError, ArithmeticError) as exc:
+                            raise problem(
+                                f"{where[i]}fields",
+                                f"the request fields cannot be combined into the derived "
+                                f"feature {d.name!r} ({type(exc).__name__}); check their types.",
+                            ) from exc
+                        ctx[d.name] = row[d.name] = value
+        return [
+            {name: row[name] if name in row else items[i].fields.get(name) for name in self.names}
+            for i, row in enumerate(rows)
+        ]
 
-    def _apply_missing(
-        self, frame: pd.DataFrame, where: list[str]
-    ) -> tuple[list[tuple[str, ...]], pd.DataFrame]:
-        """Apply the missing-value rules and ranges; return what was missing per row."""
-        missing_rows: list[list[str]] = [[] for _ in range(len(frame))]
-        out = {}
+    def _encode(self, rows: list[dict[str, Any]]) -> np.ndarray:
+        """The float matrix the model reads, as :meth:`FeatureSchema.encode` makes it."""
+        X = np.empty((len(rows), len(self.names)), dtype=np.float64)
+        for j, (name, lookup) in enumerate(self._encoders):
+            for i, row in enumerate(rows):
+                v = row[name]
+                if v is None:
+                    X[i, j] = np.nan
+                elif lookup is None:
+                    X[i, j] = float(v)
+                else:
+                    X[i, j] = lookup.get(category_label(v), np.nan)
+        return X
+
+    def _apply_missing(self, rows: list[dict[str, Any]], where: list[str]) -> list[tuple[str, ...]]:
+        """Apply the missing-value rules and ranges in place; return what was missing."""
+        missing_rows: list[list[str]] = [[] for _ in rows]
         for spec in self.schema.features:
-            values = frame[spec.name].tolist()
-            rule = self.policy.fill_rule(spec.name)
-            bounds = self.policy.ranges.get(spec.name)
-            column = []
-            for i, value in enumerate(values):
-                v = _plain(value)
-                if spec.kind == "numeric" and v is not None:
-                    if isinstance(v, bool) or not isinstance(v, int | float):
+            name = spec.name
+            rule = self.policy.fill_rule(name)
+            bounds = self.policy.ranges.get(name)
+            numeric = spec.kind == "numeric"
+            for i, row in enumerate(rows):
+                v = _plain(row[name])
+                if numeric and v is not None:
+                    if not isinstance(v, int | float):  # bool is an int: 1.0 / 0.0
                         raise problem(
-                            f"{where[i]}features.{spec.name}", "must be a number for this model."
+                            f"{where[i]}features.{name}", "must be a number for this model."
                         )
                     if not math.isfinite(v):
                         v = None
                 if v is None:
-                    missing_rows[i].append(spec.name)
+                    missing_rows[i].append(name)
                     if rule == "reject":
                         raise problem(
-                            f"{where[i]}features.{spec.name}",
+                            f"{where[i]}features.{name}",
                             "is missing, and this model's policy does not accept a missing "
                             "value for it.",
                         )
@@ -435,15 +464,11 @@ class Deployment:
                         v = rule
                 if bounds is not None and v is not None and not bounds[0] <= v <= bounds[1]:
                     raise problem(
-                        f"{where[i]}features.{spec.name}",
+                        f"{where[i]}features.{name}",
                         f"is outside its accepted range [{bounds[0]:g}, {bounds[1]:g}].",
                     )
-                column.append(v)
-            if spec.kind == "numeric":
-                out[spec.name] = pd.Series(column, dtype="float64")
-            else:
-                out[spec.name] = pd.Series(column, dtype=object)
-        return [tuple(m) for m in missing_rows], pd.DataFrame(out)
+                row[name] = v
+        return [tuple(m) for m in missing_rows]
 
 
 __all__ = ["Deployment", "ScoreInput", "ScoreResult", "ServiceLookup"]
