@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import logging
 import os
 import secrets
 import time
@@ -28,6 +29,7 @@ from lendml.serving._predlog_base import SCHEMA, entity_mask
 TIME = SCHEMA.field("time").type
 
 SUFFIX = ".arrow"
+log = logging.getLogger("lendml.serving.prediction_log")
 _STALE_TMP_SECONDS = 3600.0
 
 
@@ -52,6 +54,7 @@ class Spool:
 
     def __init__(self, folder: Path) -> None:
         self.folder = Path(folder)
+        self._unusable = False  # warned once that the folder cannot be listed
 
     # -- writing and reading
     def write(self, table: pa.Table, *, batch_id: str) -> Path:
@@ -77,6 +80,12 @@ class Spool:
             ]
         except FileNotFoundError:
             return []
+        except OSError as exc:  # an unusable spool holds nothing that can be replayed
+            if not self._unusable:
+                log.warning("prediction log: the spool %s cannot be listed (%s)", self.folder, exc)
+            self._unusable = True
+            return []
+        self._unusable = False
         return [self.folder / n for n in sorted(names)]
 
     def read(self, path: Path) -> pa.Table:
@@ -105,7 +114,7 @@ class Spool:
         removed = 0
         try:
             entries = list(os.scandir(self.folder))
-        except FileNotFoundError:
+        except OSError:  # missing or unusable: nothing to clean
             return 0
         now = time.time()
         for e in entries:
@@ -146,9 +155,15 @@ class Spool:
     @contextlib.contextmanager
     def locked(self) -> Iterator[None]:
         """Hold the spool's lock (across threads and processes) for the block."""
-        self.folder.mkdir(parents=True, exist_ok=True)
-        # A new open file description per holder: flock then excludes threads too.
-        fd = os.open(self.folder / ".lock", os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            # A new open file description per holder: flock then excludes threads too.
+            fd = os.open(self.folder / ".lock", os.O_RDWR | os.O_CREAT, 0o600)
+        except OSError:
+            # No usable spool folder: it holds no batch to protect, and store writes must
+            # not stop because the spool's disk failed.
+            yield
+            return
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
             yield

@@ -379,10 +379,10 @@ class PredictionLog(PredictionSink):
     # ------------------------------------------------------------------ writer thread
     def _run(self) -> None:
         self.spool.remove_stale_temporaries()
-        if self.spool.files():
+        if leftover := len(self.spool.files()):
             log.info(
                 "prediction log: %d spooled batches from an earlier run will be replayed",
-                len(self.spool.files()),
+                leftover,
             )
         while True:
             try:
