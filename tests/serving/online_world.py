@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import shutil
+import socket
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,6 +19,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
+import uvicorn
 
 from lendml.core.config import ServingSettings, TrackingSettings
 from lendml.features.definitions import (
@@ -232,6 +235,40 @@ REASON_MAP = {
             "text": "Debt and balances too high relative to income and limits",
         },
         "loan_to_income": {"code": "R30", "text": "Amount requested too high relative to income"},
+        "home": {"code": "R40", "text": "Length or type of residence"},
     },
     "groups": {"dti": "burden", "utilization": "burden"},
 }
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Server:
+    """The app on a real uvicorn server on 127.0.0.1, in a thread."""
+
+    def __init__(self, app: Any) -> None:
+        self.port = free_port()
+        config = uvicorn.Config(
+            app, host="127.0.0.1", port=self.port, log_level="warning", access_log=False
+        )
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    def __enter__(self) -> str:
+        self.thread.start()
+        ready = threading.Event()
+        for _ in range(2000):  # up to ~20 s for the socket to listen
+            if self.server.started:
+                ready.set()
+                break
+            ready.wait(0.01)
+        assert self.server.started, "uvicorn did not start"
+        return f"http://127.0.0.1:{self.port}"
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=30)

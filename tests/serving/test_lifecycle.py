@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 import threading
 from collections import defaultdict
 from typing import Any
@@ -10,7 +9,6 @@ from typing import Any
 import httpx
 import numpy as np
 import pytest
-import uvicorn
 
 from lendml.core.config import CanarySettings, ModelServingSettings, ServingSettings
 from lendml.errors import ConfigError
@@ -21,6 +19,7 @@ from tests.serving.online_world import (
     FEATURES,
     MODEL,
     SERVICE,
+    Server,
     World,
     borrowers,
     fit_model,
@@ -45,39 +44,6 @@ def swaps(manager: Any, outcome: str) -> float:
         "lendml_model_swaps_total", {"model": MODEL, "outcome": outcome}
     )
     return value or 0.0
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Server:
-    """The app on a real uvicorn server on 127.0.0.1, in a thread."""
-
-    def __init__(self, app: Any) -> None:
-        self.port = free_port()
-        config = uvicorn.Config(
-            app, host="127.0.0.1", port=self.port, log_level="warning", access_log=False
-        )
-        self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-
-    def __enter__(self) -> str:
-        self.thread.start()
-        ready = threading.Event()
-        for _ in range(2000):  # up to ~20 s for the socket to listen
-            if self.server.started:
-                ready.set()
-                break
-            ready.wait(0.01)
-        assert self.server.started, "uvicorn did not start"
-        return f"http://127.0.0.1:{self.port}"
-
-    def __exit__(self, *exc: object) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=30)
 
 
 def test_hot_swap_under_load_fails_no_request_and_mixes_no_versions(world):  # noqa: F811

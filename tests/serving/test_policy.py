@@ -88,10 +88,14 @@ def test_a_reason_map_file_is_read_and_checked(tmp_path):
 
 def test_a_policy_that_does_not_fit_the_model_is_refused():
     full = ReasonMap.from_dict(REASON_MAP)
-    ServingPolicy(reason_map=full, protected=frozenset({"home"})).check(SCHEMA)
+    ServingPolicy(reason_map=full).check(SCHEMA)
+    no_home = ReasonMap(
+        reasons={k: v for k, v in full.reasons.items() if k != "home"}, groups=full.groups
+    )
+    ServingPolicy(reason_map=no_home, protected=frozenset({"home"})).check(SCHEMA)
     with pytest.raises(ConfigError, match=r"no code and text for \['home'\]"):
-        ServingPolicy(reason_map=full).check(SCHEMA)  # home may be a reason: needs wording
-    ServingPolicy(reason_map=full).check(SCHEMA, protected=["home"])  # the model's own list
+        ServingPolicy(reason_map=no_home).check(SCHEMA)  # home may be a reason: needs wording
+    ServingPolicy(reason_map=no_home).check(SCHEMA, protected=["home"])  # the model's own list
     with pytest.raises(ConfigError, match=r"missing.features names feature\(s\) \['salary'\]"):
         ServingPolicy(missing={"salary": "reject"}).check(SCHEMA)
     with pytest.raises(ConfigError, match="categorical"):
