@@ -33,8 +33,8 @@ def _tune(data, **kw):
 def test_trial_zero_is_the_defaults_so_tuning_never_loses_to_them(data):
     res = _tune(data, trials=4, seed=3)
     first = res.trials[0]
-    assert first["params"]["learning_rate"] == pytest.approx(0.03)
-    assert first["params"]["num_leaves"] == 31
+    assert first["params"]["learning_rate"] == pytest.approx(0.02)
+    assert first["params"]["num_leaves"] == 15
     assert res.best_value >= first["value"]
     assert res.n_trials == 4 and res.metric == "auc"
     assert res.best_params["n_estimators"] == 40  # fixed parameters survive
