@@ -88,6 +88,10 @@ def test_a_batch_written_twice_is_kept_once(database):
     assert store.write_batch(table, batch_id="b1") == 50
     assert store.write_batch(table, batch_id="b2") == 0  # another id: the rows still match
     assert store.read().num_rows == 50
+    # half old, half new: only the new half is added, in the same transaction
+    mixed = rows_to_table([encode(record(i)) for i in range(25, 75)])
+    assert store.write_batch(mixed, batch_id="b3") == 25
+    assert sorted(store.read()["request_id"].to_pylist()) == [f"req-{i:06d}" for i in range(75)]
     store.close()
 
 

@@ -4,7 +4,9 @@ The table is created if missing, the first time the store reaches the server. En
 features and reasons are ``jsonb``; ``record_key`` (a hash of request id, role, model,
 version and entity keys) is the primary key, and rows are inserted with
 ``ON CONFLICT DO NOTHING``, so a replayed batch never adds a row twice. A batch is copied
-into a temporary staging table and inserted from there in one transaction: all or nothing.
+straight into the table in one transaction (all or nothing); if one of its keys is already
+there (a replay), the copy is undone and the batch goes through a temporary staging table
+and ``INSERT ... ON CONFLICT DO NOTHING`` instead.
 
 The writer thread keeps one connection and reconnects after a failure; reads, erasure and
 pruning open a short-lived connection of their own.
@@ -146,13 +148,22 @@ class PostgresLogStore(LogStore):
                 raise
 
     def _insert(self, conn: Any, table: pa.Table) -> int:
+        """Insert the rows, all or nothing. The usual case (no row is in the table yet)
+        copies straight into the table; a batch that meets an existing key (a replay) goes
+        through a staging table and ``INSERT ... ON CONFLICT DO NOTHING``."""
+        import psycopg
         from psycopg import sql
 
-        columns = list(COLUMNS)
-        names = sql.SQL(", ").join(sql.Identifier(c) for c in columns)
-        stage = sql.Identifier(_STAGE)
-        values = [table[c].to_pylist() for c in columns]
+        names = sql.SQL(", ").join(sql.Identifier(c) for c in COLUMNS)
+        rows = list(zip(*(table[c].to_pylist() for c in COLUMNS), strict=True))
         with conn.transaction(), conn.cursor() as cur:
+            try:
+                with conn.transaction():  # a savepoint: a conflict undoes only the copy
+                    self._copy(cur, self._ident(), names, rows)
+                return len(rows)
+            except psycopg.errors.UniqueViolation:
+                pass
+            stage = sql.Identifier(_STAGE)
             cur.execute(
                 sql.SQL(
                     "CREATE TEMP TABLE IF NOT EXISTS {stage} (record_key text, request_id text, "
@@ -161,9 +172,7 @@ class PostgresLogStore(LogStore):
                     "entity jsonb, features jsonb) ON COMMIT DELETE ROWS"
                 ).format(stage=stage)
             )
-            with cur.copy(sql.SQL("COPY {} ({}) FROM STDIN").format(stage, names)) as copy:
-                for row in zip(*values, strict=True):
-                    copy.write_row(row)
+            self._copy(cur, stage, names, rows)
             cur.execute(
                 sql.SQL(
                     "INSERT INTO {table} ({names}) SELECT {names} FROM {stage} "
@@ -171,6 +180,14 @@ class PostgresLogStore(LogStore):
                 ).format(table=self._ident(), names=names, stage=stage)
             )
             return max(cur.rowcount, 0)
+
+    @staticmethod
+    def _copy(cur: Any, target: Any, names: Any, rows: list[tuple[Any, ...]]) -> None:
+        from psycopg import sql
+
+        with cur.copy(sql.SQL("COPY {} ({}) FROM STDIN").format(target, names)) as copy:
+            for row in rows:
+                copy.write_row(row)
 
     def _drop_connection(self) -> None:
         conn, self._conn = self._conn, None
