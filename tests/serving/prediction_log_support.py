@@ -110,8 +110,8 @@ class GatedStore(LogStore):
             self.gate.wait()
         return self.inner.write_batch(table, batch_id=batch_id)
 
-    def read(self, start=None, end=None, *, model=None) -> pa.Table:
-        return self.inner.read(start, end, model=model)
+    def read(self, start=None, end=None, *, model=None, last=None) -> pa.Table:
+        return self.inner.read(start, end, model=model, last=last)
 
     def erase(self, key: str, value: Any) -> int:
         return self.inner.erase(key, value)

@@ -112,6 +112,21 @@ def test_reads_filter_by_time_range_and_model(env):
     assert env.read(model="nope").empty
 
 
+def test_last_reads_only_the_newest_records_oldest_first(env):
+    plog = env.open()
+    for i in range(0, 4 * 86400, 7200):  # four days, one record every two hours
+        plog.submit(record(i))
+    plog.close()
+    newest = [f"req-{i:06d}" for i in range(0, 4 * 86400, 7200)]
+    assert request_ids(env.read(last=5)) == newest[-5:]
+    assert request_ids(env.read(last=30)) == newest[-30:]  # more than a day's worth
+    assert request_ids(env.read(last=1000)) == newest
+    assert env.read(last=0).empty
+    fraud = [f"req-{i:06d}" for i in range(0, 4 * 86400, 7200) if i % 3 == 0]
+    assert request_ids(env.read(model="fraud", last=3)) == fraud[-3:]
+    assert request_ids(env.read(end=T0 + timedelta(days=1), last=2)) == newest[10:12]
+
+
 def test_an_empty_log_reads_as_an_empty_frame_with_the_columns(env):
     frame = env.read()
     assert frame.empty
@@ -372,19 +387,21 @@ def test_retention_prunes_when_the_writer_starts(env):
 
 def test_cli_prune_uses_the_retention_period_or_before(env):
     project = env.yaml()
+    now = datetime.now(UTC)  # the command prunes by the real clock
     plog = env.open()
-    for i in range(5):
-        plog.submit(record(i * 86400))
+    for age in range(5, 0, -1):  # 5, 4, 3, 2 and 1 day old
+        plog.submit(record(age, time=now - timedelta(days=age, minutes=1)))
     plog.close()
     runner = CliRunner()
     res = runner.invoke(app, ["log", "prune", "--project", project])
     assert res.exit_code == 2
     assert "retention_days" in res.output
-    res = runner.invoke(app, ["log", "prune", "--before", "2026-11-04", "--project", project])
+    before = (now - timedelta(days=3, hours=12)).isoformat()
+    res = runner.invoke(app, ["log", "prune", "--before", before, "--project", project])
     assert res.exit_code == 0, res.output
     assert "Pruned 2 records" in res.output
     assert len(env.read()) == 3
-    env.yaml(retention_days=1)  # records are in Nov 2026: all older than a day ago
+    env.yaml(retention_days=1)  # every record left is more than a day old
     res = runner.invoke(app, ["log", "prune", "--project", project])
     assert "Pruned 3 records" in res.output, res.output
     assert env.read().empty

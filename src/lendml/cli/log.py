@@ -53,7 +53,7 @@ def show(
     settings, root = _settings(project)
     plog = open_prediction_log(settings, root, start=False)
     try:
-        frame = plog.read(start, end, model=model, flatten=False).tail(limit)
+        frame = plog.read(start, end, model=model, last=limit, flatten=False)
         waiting = plog.spool.records()
     finally:
         plog.close()

@@ -288,8 +288,10 @@ class LogStore(ABC):
         end: datetime | None = None,
         *,
         model: str | None = None,
+        last: int | None = None,
     ) -> pa.Table:
-        """Rows with ``start <= time < end`` (and of ``model``), sorted by time."""
+        """Rows with ``start <= time < end`` (and of ``model``), sorted by time; with
+        ``last``, only the newest ``last`` of them (still oldest first)."""
 
     @abstractmethod
     def erase(self, key: str, value: Any) -> int:

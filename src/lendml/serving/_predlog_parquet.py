@@ -118,17 +118,41 @@ class ParquetLogStore(LogStore):
         end: datetime | None = None,
         *,
         model: str | None = None,
+        last: int | None = None,
+    ) -> pa.Table:
+        files = self._files(start, end)
+        if last is None:
+            return self._read_files([p for _, p in files], start, end, model)
+        # The newest records first: read whole days backwards until there are enough.
+        days = sorted({day for day, _ in files}, reverse=True)
+        table = empty_table()
+        for k in range(1, len(days) + 1):
+            chosen = [p for day, p in files if day in days[:k]]
+            table = self._read_files(chosen, start, end, model)
+            if table.num_rows >= last:
+                break
+        return table.slice(max(table.num_rows - last, 0))
+
+    def _read_files(
+        self,
+        paths: list[Path],
+        start: datetime | None,
+        end: datetime | None,
+        model: str | None,
     ) -> pa.Table:
         expr = None if model is None else ds.field("model") == model
+        table = empty_table()
         for attempt in range(_READ_ATTEMPTS):
-            files = [str(p) for _, p in self._files(start, end)]
-            if not files:
+            if attempt:  # pruning or erasure deleted a file after it was listed
+                wanted = set(paths)
+                paths = [p for _, p in self._files(start, end) if p in wanted]
+            if not paths:
                 return empty_table()
             try:
-                table = ds.dataset(files, format="parquet", schema=SCHEMA).to_table(filter=expr)
+                dataset = ds.dataset([str(p) for p in paths], format="parquet", schema=SCHEMA)
+                table = dataset.to_table(filter=expr)
                 break
             except FileNotFoundError:
-                # Pruning or erasure deleted a file after it was listed: list again.
                 if attempt == _READ_ATTEMPTS - 1:
                     raise
         table = time_filter(table, start, end)

@@ -214,6 +214,7 @@ class PostgresLogStore(LogStore):
         end: datetime | None = None,
         *,
         model: str | None = None,
+        last: int | None = None,
     ) -> pa.Table:
         from psycopg import sql
 
@@ -231,10 +232,14 @@ class PostgresLogStore(LogStore):
             sql.SQL("{}::text").format(sql.Identifier(c)) if c in _JSON else sql.Identifier(c)
             for c in COLUMNS
         )
-        query = sql.SQL("SELECT {} FROM {}").format(select, self._ident())
+        query = sql.SQL("SELECT {}, id FROM {}").format(select, self._ident())
         if where:
             query += sql.SQL(" WHERE ") + sql.SQL(" AND ").join(where)
-        query += sql.SQL(" ORDER BY time, id")
+        if last is None:
+            query += sql.SQL(" ORDER BY time, id")
+        else:  # the newest `last`, then back to oldest first
+            query += sql.SQL(" ORDER BY time DESC, id DESC LIMIT {}").format(sql.Literal(last))
+            query = sql.SQL("SELECT * FROM ({}) AS newest ORDER BY time, id").format(query)
 
         def work(conn: Any) -> pa.Table:
             with conn.cursor() as cur:
@@ -242,7 +247,7 @@ class PostgresLogStore(LogStore):
                 rows = cur.fetchall()
             if not rows:
                 return empty_table()
-            cols = list(zip(*rows, strict=True))
+            cols = list(zip(*rows, strict=True))[: len(COLUMNS)]  # without id
             return concat(
                 [
                     pa.table(

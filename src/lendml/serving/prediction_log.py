@@ -324,14 +324,18 @@ class PredictionLog(PredictionSink):
         end: TimeLike | None = None,
         *,
         model: str | None = None,
+        last: int | None = None,
         flatten: bool = True,
     ) -> pd.DataFrame:
         """The records in the store; see :func:`read_prediction_log`."""
+        if last is not None and last < 0:
+            raise ConfigError(f"last must be a number of records (0 or more), got {last!r}.")
         return to_frame(
             self.store.read(
                 None if start is None else as_utc(start, what="start"),
                 None if end is None else as_utc(end, what="end"),
                 model=model,
+                last=last,
             ),
             flatten=flatten,
         )
@@ -742,6 +746,7 @@ def read_prediction_log(
     start: TimeLike | None = None,
     end: TimeLike | None = None,
     model: str | None = None,
+    last: int | None = None,
     flatten: bool = True,
 ) -> pd.DataFrame:
     """The logged records with ``start <= time < end``, one row per record, oldest first.
@@ -756,6 +761,9 @@ def read_prediction_log(
         UTC bounds (datetimes, dates or ISO-8601 strings; naive means UTC); ``None`` is open.
     model
         Only this registered model's records.
+    last
+        Only the newest ``last`` records (Parquet reads whole days, newest first, until
+        it has enough).
     flatten
         One column per entity key (``entity.<key>``) and per feature
         (``features.<name>``), sorted by name — what drift monitoring and label joins
@@ -776,7 +784,7 @@ def read_prediction_log(
     """
     plog = open_prediction_log(settings, root, start=False)
     try:
-        return plog.read(start, end, model=model, flatten=flatten)
+        return plog.read(start, end, model=model, last=last, flatten=flatten)
     finally:
         plog.close()
 
