@@ -208,8 +208,16 @@ def postgres_database(server: str) -> tuple[str, str]:
 def drop_database(server: str, name: str) -> None:
     import psycopg
 
-    with psycopg.connect(server, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    # FORCE ends leftover connections of ours, not an autovacuum worker: wait that out.
+    for attempt in range(40):
+        try:
+            with psycopg.connect(server, autocommit=True) as conn:
+                conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            return
+        except (psycopg.errors.InsufficientPrivilege, psycopg.errors.ObjectInUse):
+            if attempt == 39:
+                raise
+            time.sleep(0.25)
 
 
 def main() -> None:

@@ -273,7 +273,22 @@ def postgres_database() -> Iterator[str]:
     try:
         yield on_database(server, name)
     finally:
-        sql(server, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        drop_database(server, name)
+
+
+def drop_database(server: str, name: str, attempts: int = 40) -> None:
+    """Drop ``name``. FORCE ends our own leftover connections, but not an autovacuum
+    worker that heavy inserts woke there (it belongs to the superuser): wait it out."""
+    import psycopg
+
+    for attempt in range(attempts):
+        try:
+            sql(server, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            return
+        except (psycopg.errors.InsufficientPrivilege, psycopg.errors.ObjectInUse):
+            if attempt == attempts - 1:
+                raise
+            time.sleep(0.25)
 
 
 def make_env(kind: str, tmp_path: Path, monkeypatch: Any) -> Iterator[LogEnv]:
