@@ -11,7 +11,7 @@ import pytest
 from scipy import stats
 
 from lendml.errors import ConfigError, DataValidationError
-from lendml.monitoring.drift import (
+from lendml.evaluation.drift import (
     SCORE,
     DriftReference,
     DriftSettings,

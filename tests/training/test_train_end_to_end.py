@@ -15,6 +15,7 @@ from lendml import Project
 from lendml.cli.demo import LENDING_FEATURES
 from lendml.cli.main import app
 from lendml.errors import ConfigError
+from lendml.evaluation.drift import DriftReference
 from lendml.models import ReferencePoint, load_model
 from lendml.registry import tags
 from tests.conftest import shared_dataset
@@ -236,6 +237,9 @@ def test_project_train_tracks_lineage_and_reproduces(lending_project):
         ref = ReferencePoint.from_dict(meta["reference_point"], loaded.model.schema_)
         assert ref.cutoff == 0.3 and ref.side == "below" and ref.n_rows >= 30
         assert np.isfinite(ref.encoded[loaded.model.schema_.names.index("fico")])
+        drift = DriftReference.from_dict(meta["drift_reference"])
+        assert set(drift.variables) == set(loaded.model.schema_.names)
+        assert drift.score is not None and 0 < drift.score.n <= 20_000
 
 
 def test_project_train_refuses_a_protected_spine_input(lending_project):

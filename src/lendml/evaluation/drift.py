@@ -42,8 +42,7 @@ from scipy import stats
 from scipy.spatial.distance import jensenshannon
 
 from lendml.errors import ConfigError, DataValidationError
-from lendml.evaluation import Bins, fit_bins, psi
-from lendml.evaluation.stability import PSI_MODERATE, PSI_SIGNIFICANT
+from lendml.evaluation.stability import PSI_MODERATE, PSI_SIGNIFICANT, Bins, fit_bins, psi
 
 REFERENCE_FORMAT = 1
 SCORE = "__score__"

@@ -1,4 +1,9 @@
-"""What training stores with a model so it can be served: the reason-code reference point.
+"""What training stores with a model so it can be served and watched.
+
+The drift reference (:func:`lendml.evaluation.drift.fit_drift_reference`, frozen bins and
+percentiles of every input and of the score on the training rows — at most
+``DRIFT_SAMPLE_ROWS`` of them, drawn with a fixed seed) is what monitoring compares the
+prediction log with.
 
 Reason codes compare an applicant with one documented reference applicant
 (:func:`lendml.models.reference_point`). Training picks it from the rows the model is meant
@@ -18,11 +23,13 @@ import numpy as np
 import pandas as pd
 
 from lendml.errors import DataValidationError
+from lendml.evaluation.drift import fit_drift_reference
 from lendml.models import Model, reference_point
 
 log = logging.getLogger(__name__)
 
 DEFAULT_APPROVAL_RATE = 0.8
+DRIFT_SAMPLE_ROWS = 20_000
 
 
 def default_cutoff(p_bad: np.ndarray, approval_rate: float = DEFAULT_APPROVAL_RATE) -> float:
@@ -38,14 +45,25 @@ def model_metadata(
     cutoff: float | None,
     protected: Sequence[str] = (),
     extra: dict[str, Any] | None = None,
+    train: pd.DataFrame | None = None,
 ) -> dict[str, Any]:
     """The metadata saved inside the model artifact (``Model.metadata_`` after loading).
 
-    Keys: ``run_id``, ``protected`` (never reasons), ``reference_point``
+    Keys: ``run_id``, ``protected`` (never reasons), ``drift_reference`` (when ``train``,
+    the training rows' inputs, is given), ``reference_point``
     (:meth:`ReferencePoint.to_dict`, or absent when the rows cannot give one — then a
     serving config must name a reference) and whatever ``extra`` adds.
     """
     out: dict[str, Any] = {"run_id": run_id, "protected": list(protected), **(extra or {})}
+    if train is not None and len(train):
+        sample = train
+        if len(train) > DRIFT_SAMPLE_ROWS:
+            sample = train.sample(DRIFT_SAMPLE_ROWS, random_state=0)
+        out["drift_reference"] = fit_drift_reference(
+            sample,
+            score=model.predict_proba(sample)[:, 1],
+            categorical=list(model.schema_.categorical),
+        ).to_dict()
     if not len(frame):
         return out
     p_bad = model.predict_proba(frame)[:, 1]

@@ -216,6 +216,7 @@ def train_table(
             run_id=run.run_id,
             cutoff=cutoff,
             protected=spec.protected,
+            train=(train_rows if oot else frame)[result.inputs],
         )
         _record(
             run,
@@ -448,6 +449,7 @@ def train_service_frame(
             run_id=run.run_id,
             cutoff=config.evaluation.cutoff,
             protected=config.protected,
+            train=frame.iloc[split.train][inputs],
             extra={
                 "feature_service": data.service,
                 "feature_service_version": data.service_version,
