@@ -245,3 +245,31 @@ def test_a_model_is_not_served_on_features_other_than_its_training_ones(world): 
     with pytest.raises(ConfigError, match="trained on feature service 'credit_v1' version"):
         manager.start(watch=False)
     manager.close()
+
+
+def test_a_declined_reference_point_is_served_with_a_warning(world, caplog):  # noqa: F811
+    from tests.serving.online_world import model_metadata
+
+    model = fit_model()
+    world.promote(world.register(model, metadata=model_metadata(model, cutoff=0.95)))
+    settings = ServingSettings(
+        model=MODEL,
+        watch_interval=0,
+        models={MODEL: ModelServingSettings(decision={"approve_below": 0.1, "decline_from": 0.1})},
+    )
+    manager = world.manager(settings)
+    manager.start(watch=False)
+    assert "declines scoring below it get no reasons" in caplog.text
+    keys = world.keys()
+    token, _ = keys.create(scope="score")
+    client = http_client(create_app(manager, keys=keys, sink=world.sink))
+    items = [{"entity": {"borrower_id": i}, "fields": {"loan_amount": LOAN}} for i in range(1, 301)]
+    res = client.post(
+        "/v1/score:batch", json={"items": items}, headers={"Authorization": f"Bearer {token}"}
+    )
+    bare = [r for r in res.json()["results"] if r["decision"] == "decline" and not r["reasons"]]
+    counted = manager.metrics.registry.get_sample_value(
+        "lendml_declines_without_reasons_total", {"model": MODEL}
+    )
+    assert bare and counted == len(bare)
+    manager.close()

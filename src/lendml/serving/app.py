@@ -256,7 +256,7 @@ def _auth(keys: KeyStore) -> Callable[[KeyScope], Callable[..., ApiKey]]:
     )
 
     def require(scope: KeyScope) -> Callable[..., ApiKey]:
-        def check(
+        async def check(  # in the event loop: a stat and a hash, no thread hop
             credentials: HTTPAuthorizationCredentials | None = Depends(bearer),  # noqa: B008
         ) -> ApiKey:
             challenge = {"WWW-Authenticate": "Bearer"}
@@ -333,6 +333,8 @@ def create_app(
                 decision=result.decision,
                 missing=result.missing,
             )
+            if result.decision == "decline" and not result.reasons:
+                metrics.declines_without_reasons.labels(result.model).inc()
             if sink is not None:
                 sink.submit(result.to_record(rid, now))
 

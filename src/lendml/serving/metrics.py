@@ -82,6 +82,12 @@ class ServingMetrics:
             ["model", "outcome"],
             registry=r,
         )
+        self.declines_without_reasons = Counter(
+            "lendml_declines_without_reasons",
+            "Declines with no adverse reason (the applicant scored below the reference point).",
+            ["model"],
+            registry=r,
+        )
         self.shadow_dropped = Counter(
             "lendml_shadow_dropped",
             "Shadow scores skipped because the shadow queue was full.",

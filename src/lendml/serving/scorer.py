@@ -144,15 +144,17 @@ class Deployment:
         self.reference = self._reference(metadata)
         p_reference = 1.0 / (1.0 + math.exp(-float(self._raw(self.reference.encoded[None])[0])))
         if policy.decision.decide(p_reference) == "decline":
-            # reasons measure how an applicant is worse than the reference: a reference
-            # that is itself declined leaves some declines without any adverse reason
-            raise ConfigError(
-                f"The reference point of model {self.info.ref} scores P(bad) = "
-                f"{p_reference:.4f}, a decline under serving.models.{self.name}.decision "
-                f"(decline_from {policy.decision.decline_from}); choose a reference approved "
-                "below the cutoff (reference_point(..., side='below')) or fix the cutoffs.",
-                model=self.name,
-                version=self.version,
+            # Reasons say how an applicant is riskier than the reference; a declined
+            # applicant who scores below a declined reference has no adverse reason.
+            # The mean applicant near the cutoff can score above it (the model is not
+            # linear), so this is a warning, and such declines are counted.
+            log.warning(
+                "The reference point of model %s scores P(bad) = %.4f, a decline under "
+                "serving.models.%s.decision: declines scoring below it get no reasons. "
+                "Choose a reference approved by the policy, or revise the cutoffs.",
+                self.info.ref,
+                p_reference,
+                self.name,
             )
         if service is not None and store is None:
             raise ConfigError(
