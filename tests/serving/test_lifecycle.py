@@ -210,6 +210,15 @@ def test_shadow_scores_the_same_request_logs_it_and_never_returns_it(world):  # 
     ]
     manager.close()  # waits for the shadow worker
     assert all(b["model"]["version"] == 1 and b["role"] == "champion" for b in bodies)
+    shadow_decisions = sum(
+        manager.metrics.registry.get_sample_value(
+            "lendml_decisions_total",
+            {"model": MODEL, "version": "2", "role": "shadow", "decision": d},
+        )
+        or 0
+        for d in ("approve", "refer", "decline")
+    )
+    assert shadow_decisions == 3
     by_role = defaultdict(dict)
     for record in world.sink.records:
         by_role[record.role][record.request_id] = record

@@ -341,7 +341,17 @@ def create_app(
     def shadow(target: Target, items: list[ScoreInput], request_ids: list[str]) -> None:
         routing = target.routing
         if target.live and routing.shadow is not None:
-            manager.shadow(routing, items, request_ids, utc_now())
+            manager.shadow(routing, items, request_ids, utc_now(), on_result=observe_shadow)
+
+    def observe_shadow(result: ScoreResult) -> None:
+        metrics.observe_result(
+            model=result.model,
+            version=result.version,
+            role=result.role,
+            probability=result.probability,
+            decision=result.decision,
+            missing=(),  # the live request already counted its inputs
+        )
 
     def respond(rid: str, result: ScoreResult) -> dict[str, Any]:
         return {
