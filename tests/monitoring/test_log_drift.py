@@ -71,9 +71,10 @@ def _serve(model, root, days, version, rng, shift_from=None, n=400, shadow=False
 
 
 def test_drift_is_found_on_the_day_it_starts_and_exported(trained, tmp_path):
-    model, ref, root, registry, version = trained
-    settings = _serve(model, tmp_path, days=5, version=version, rng=np.random.default_rng(1),
-                      shift_from=3)
+    model, _ref, _root, registry, version = trained
+    settings = _serve(
+        model, tmp_path, days=5, version=version, rng=np.random.default_rng(1), shift_from=3
+    )
     mon = monitor_drift(registry, settings, tmp_path, "pd@champion")
     dti = mon.table[mon.table["variable"] == "dti"].set_index("window")
     assert len(dti) == 5
@@ -86,15 +87,16 @@ def test_drift_is_found_on_the_day_it_starts_and_exported(trained, tmp_path):
     from prometheus_client import generate_latest
 
     metrics = generate_latest(mon.gauges()).decode()
-    assert 'lendml_drift_alert{model="pd",variable="dti",version="%d"} 1.0' % version in metrics
+    assert f'lendml_drift_alert{{model="pd",variable="dti",version="{version}"}} 1.0' in metrics
     weekly = monitor_drift(registry, settings, tmp_path, "pd@champion", every="W")
     assert weekly.table["window"].nunique() == 1
 
 
 def test_shadow_scores_are_not_decisions(trained, tmp_path):
-    model, ref, root, registry, version = trained
-    settings = _serve(model, tmp_path, days=1, version=version, rng=np.random.default_rng(2),
-                      shadow=True)
+    model, ref, _root, _registry, version = trained
+    settings = _serve(
+        model, tmp_path, days=1, version=version, rng=np.random.default_rng(2), shadow=True
+    )
     log = read_prediction_log(settings, tmp_path)
     with pytest.raises(DataValidationError, match="No logged record"):
         log_drift(log, ref, version=version)
@@ -103,8 +105,9 @@ def test_shadow_scores_are_not_decisions(trained, tmp_path):
 
 def test_a_log_without_the_model_features_is_refused(trained):
     _, ref, *_ = trained
-    log = pd.DataFrame({"time": [DAY0], "role": ["champion"], "probability": [0.1],
-                        "features.dti": [0.0]})
+    log = pd.DataFrame(
+        {"time": [DAY0], "role": ["champion"], "probability": [0.1], "features.dti": [0.0]}
+    )
     with pytest.raises(DataValidationError, match="'util'"):
         log_drift(log, ref)
 
@@ -112,7 +115,9 @@ def test_a_log_without_the_model_features_is_refused(trained):
 def test_a_model_without_a_reference_is_refused(tmp_path):
     rng = np.random.default_rng(0)
     X = _applicants(300, rng)
-    model = LightGBMModel(n_estimators=5, early_stopping_rounds=0).fit(X, (X["dti"] > 0).astype(int))
+    model = LightGBMModel(n_estimators=5, early_stopping_rounds=0).fit(
+        X, (X["dti"] > 0).astype(int)
+    )
     tracker = Tracker(TrackingSettings(), root=tmp_path, default_experiment="m")
     with tracker.start_run(run_name="old") as run:
         run.log_model(model)
