@@ -371,7 +371,10 @@ def create_app(
         tags=["scoring"],
         summary="Score one applicant",
     )
-    def score(body: ScoreRequest, request: Request, _: ApiKey = scorer_key) -> dict[str, Any]:
+    async def score(body: ScoreRequest, request: Request, _: ApiKey = scorer_key) -> dict[str, Any]:
+        # Scored in the event loop: the work is CPU under the GIL, so a worker thread
+        # would add hand-offs (and FastAPI's response handling more) without adding
+        # throughput. Batches, reloads and traffic changes run in worker threads.
         rid = _request_id(request)
         target = manager.target(body.model, body.entity)
         item = ScoreInput(entity=dict(body.entity), fields=dict(body.fields))
