@@ -174,7 +174,7 @@ def serve_floor(folder: Path, port: int) -> None:
     app = FastAPI()
 
     @app.post("/score")
-    def score(body: FloorBody) -> dict[str, float]:
+    async def score(body: FloorBody) -> dict[str, float]:  # in the loop, as lendml's
         row = (
             con()
             .execute(
