@@ -44,9 +44,9 @@ def trained(tmp_path_factory):
     return model, ref, root, registry, info.version
 
 
-def _serve(model, root, days, version, rng, shift_from=None, n=400, shadow=False):
+def _serve(model, root, days, version, rng, shift_from=None, n=400, shadow=False, path="log"):
     """Write what a service would log: n decisions a day, drifted from day shift_from."""
-    settings = ParquetLogSettings(path="log")
+    settings = ParquetLogSettings(path=path)
     log = open_prediction_log(settings, root)
     for d in range(days):
         X = _applicants(n, rng, 0.8 if shift_from is not None and d >= shift_from else 0.0)
@@ -125,3 +125,62 @@ def test_a_model_without_a_reference_is_refused(tmp_path):
     registry.register(run.run_id, "old")
     with pytest.raises(ConfigError, match="no drift reference"):
         monitor_drift(registry, ParquetLogSettings(path="log"), tmp_path, "old/1")
+
+
+def test_cli_monitor_drift_in_a_project(tmp_path):
+    from typer.testing import CliRunner
+
+    from lendml import Project
+    from lendml.cli.main import app
+
+    rng = np.random.default_rng(3)
+    X = _applicants(3000, rng)
+    y = (rng.random(3000) < 1 / (1 + np.exp(-X["dti"]))).astype(int)
+    model = LightGBMModel(n_estimators=20, early_stopping_rounds=0).fit(X, y)
+    project = Project.init(tmp_path / "proj", name="proj")
+    ref = fit_drift_reference(X, score=model.predict_proba(X)[:, 1])
+    with project.tracker.start_run(run_name="t") as run:
+        run.log_model(model, metadata={"drift_reference": ref.to_dict()})
+    info = project.registry.register(run.run_id, "pd")
+    project.registry.promote("pd", info.version, alias="champion", reason="first")
+    settings = project.config.prediction_log
+    project.close()
+    _serve(
+        model, project.root, days=2, version=info.version, rng=rng, shift_from=1, path=settings.path
+    )  # the project's default log folder
+    runner = CliRunner()
+    out = tmp_path / "drift.json"
+    res = runner.invoke(
+        app,
+        [
+            "monitor",
+            "drift",
+            "--model",
+            "pd@champion",
+            "--project",
+            str(project.root),
+            "--out",
+            str(out),
+        ],
+    )
+    assert res.exit_code == 1, res.output  # the latest day drifted: non-zero for cron
+    assert "ALERT" in res.output and "dti" in res.output
+    assert {a["variable"] for a in json.loads(out.read_text())["alerts"]} >= {"dti"}
+    res = runner.invoke(
+        app,
+        [
+            "monitor",
+            "drift",
+            "--model",
+            "pd@champion",
+            "--project",
+            str(project.root),
+            "--end",
+            "2025-03-04",
+        ],
+    )
+    assert res.exit_code == 0, res.output  # the first day alone is quiet
+    res = runner.invoke(
+        app, ["monitor", "drift", "--model", "nope@champion", "--project", str(project.root)]
+    )
+    assert res.exit_code == 2 and "nope" in res.output
