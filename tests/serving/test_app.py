@@ -294,6 +294,7 @@ def test_every_endpoint_but_healthz_needs_a_key(served):
         ("get", "/metrics"),
         ("get", "/v1/models"),
         ("post", "/v1/admin/reload"),
+        ("get", "/openapi.json"),
     ):
         res = getattr(c, method)(path)
         assert res.status_code == 401, (path, res.text)
@@ -305,6 +306,8 @@ def test_every_endpoint_but_healthz_needs_a_key(served):
     ok = {"Authorization": f"Bearer {served.score_key}"}
     assert c.get("/readyz", headers=ok).json() == {"status": "ready"}
     assert c.get("/v1/models", headers=ok).json()["models"][MODEL]["champion"] == 1
+    assert "/v1/score" in c.get("/openapi.json", headers=ok).json()["paths"]
+    assert c.get("/docs").status_code == 404
 
 
 def test_admin_endpoints_need_the_admin_scope(served):

@@ -70,7 +70,8 @@ def service(tmp_path_factory, mlflow_template):  # noqa: F811 - the imported fix
 
 @pytest.fixture(scope="module")
 def api_schema(service):
-    return schemathesis.openapi.from_asgi("/openapi.json", service.app)
+    auth = {"Authorization": f"Bearer {service.token}"}
+    return schemathesis.openapi.from_asgi("/openapi.json", service.app, headers=auth)
 
 
 CHECKS = [

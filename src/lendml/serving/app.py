@@ -315,6 +315,10 @@ def create_app(
             "Scores applicants with the registered champion, returns a decision and, for "
             "declines (or on request), up to four reason codes. See docs/serving.md."
         ),
+        # the schema is served below behind a key, like every endpoint but /healthz
+        openapi_url=None,
+        docs_url=None,
+        redoc_url=None,
     )
     app.add_middleware(_Telemetry, metrics=metrics, max_body=settings.max_body_bytes)
     _install_error_handlers(app)
@@ -461,6 +465,10 @@ def create_app(
             else None
         )
         return manager.set_traffic(name, shadow=body.shadow, canary=canary)
+
+    @app.get("/openapi.json", include_in_schema=False)
+    async def openapi(_: ApiKey = scorer_key) -> JSONResponse:
+        return JSONResponse(app.openapi())
 
     @app.get("/healthz", response_model=Health, tags=["health"], summary="The process is up")
     def healthz() -> dict[str, str]:
