@@ -88,6 +88,11 @@ class ScoreResult:
         )
 
 
+def _key_columns(entity: Any) -> tuple[str, ...]:
+    """An entity's key columns: ``key`` is one column name or a tuple of them."""
+    return (entity.key,) if isinstance(entity.key, str) else tuple(entity.key)
+
+
 def _plain(value: Any) -> Any:
     if isinstance(value, np.generic):
         value = value.item()
@@ -162,8 +167,8 @@ class Deployment:
                 "give the deployment an online store."
             )
         served = set(service.feature_names) if service is not None else set()
-        self.entity_keys: tuple[str, ...] = (
-            tuple(e.key for e in service.entities) if service is not None else ()
+        self.entity_keys: tuple[str, ...] = tuple(
+            dict.fromkeys(k for e in (service.entities if service else ()) for k in _key_columns(e))
         )
         fields: dict[str, FieldKind] = {}
         if service is not None:
@@ -382,8 +387,12 @@ class Deployment:
         rows: list[dict[str, Any]] = [dict(it.entity) for it in items]
         found = [False] * n
         for view, defaults in self._views:
-            key = view.entity.key
-            records = self.store.read_many(view.name, [r[key] for r in rows])
+            columns = _key_columns(view.entity)
+            if len(columns) == 1:
+                keys = [r[columns[0]] for r in rows]
+            else:  # a key of several columns is stored as the tuple of their values
+                keys = [tuple(r[c] for c in columns) for r in rows]
+            records = self.store.read_many(view.name, keys)
             for i, record in enumerate(records):
                 if record is None:
                     rows[i].update(defaults)
