@@ -195,6 +195,48 @@ def serve_floor(folder: Path, port: int) -> None:
     uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
 
 
+def cpu_per_request(folder: Path, n: int = 300) -> list[dict]:
+    """CPU time and wall time of one applicant scored in-process (no HTTP): the work a
+    request costs the server, apart from the framework."""
+    from lendml.project import Project
+    from lendml.serving.inputs import ScoreInput
+    from lendml.serving.lifecycle import ModelManager
+
+    project = Project(folder)
+    manager = ModelManager(
+        project.registry,
+        settings=project.config.serving,
+        services=project.get_feature_service,
+        store=project.online_store,
+        root=project.root,
+    )
+    manager.start(watch=False)
+    deployment = manager.routing().champion
+    rows = []
+    for explain in (True, False):
+        wall, cpu = [], []
+        for i in range(n):
+            t0, c0 = time.perf_counter(), time.process_time()
+            deployment.score([ScoreInput({"borrower_id": i}, {})], explain=explain)
+            wall.append(time.perf_counter() - t0)
+            cpu.append(time.process_time() - c0)
+        row = {
+            "explain": explain,
+            "cpu_ms_mean": 1000 * float(np.mean(cpu)),
+            "wall_p50_ms": 1000 * float(np.percentile(wall, 50)),
+            "wall_p99_ms": 1000 * float(np.percentile(wall, 99)),
+        }
+        rows.append(row)
+        print(
+            f"in-process, explain={explain!s:5s}: CPU {row['cpu_ms_mean']:.2f} ms/request, "
+            f"wall p50 {row['wall_p50_ms']:.2f} ms, p99 {row['wall_p99_ms']:.2f} ms",
+            flush=True,
+        )
+    manager.close()
+    project.close()
+    return rows
+
+
 # --------------------------------------------------------------------------- load
 def request_bytes(path: str, body: dict, key: str | None) -> bytes:
     payload = json.dumps(body).encode()
@@ -298,6 +340,9 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10.0, help="per concurrency level")
     parser.add_argument("--trees", type=int, default=500)
     parser.add_argument("--dir", type=Path, default=None, help="reuse a built project folder")
+    parser.add_argument(
+        "--cpu-only", action="store_true", help="only the in-process CPU time per request"
+    )
     parser.add_argument("--serve", choices=["lendml", "floor"], help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -313,6 +358,10 @@ def main() -> None:
         tmp = Path(tempfile.mkdtemp(prefix="lendml-bench-online-"))
         folder = folder or tmp / "project"
         build(folder, args.trees)
+    cpu = cpu_per_request(folder)
+    if args.cpu_only:
+        print(json.dumps(cpu, indent=2))
+        return
     from lendml.serving.auth import KeyStore
 
     key, _ = KeyStore(folder / "data" / "api_keys.json").create(scope="score", name="bench")
