@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import doctest
 import logging
+import math
 import os
 import runpy
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -46,12 +48,9 @@ def parquet_settings(**overrides) -> ParquetLogSettings:
     return ParquetLogSettings(**{**fields, **overrides})
 
 
-def log_files(root: Path) -> list[Path]:
-    return sorted((root / "data" / "prediction_log").rglob("*"))
-
-
 def parts(root: Path) -> list[Path]:
-    return [p for p in log_files(root) if p.is_file()]
+    """The log's finished files (a file being written has a temporary name)."""
+    return sorted((root / "data" / "prediction_log").glob("date=*/part-*.parquet"))
 
 
 # ---------------------------------------------------------------------------- files
@@ -348,3 +347,48 @@ def test_no_record_values_reach_the_describe_helper_for_store_errors(tmp_path):
     err = NotADirectoryError(20, "Not a directory", os.fspath(tmp_path / "x"))
     text = prediction_log_module._describe(err)
     assert text.startswith("NotADirectoryError:") and "\n" not in text
+
+
+SCALARS = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-(2**40), 2**40),
+    st.integers(2**63, 2**70),
+    st.floats(allow_nan=False, allow_infinity=False, width=64),
+    st.text(max_size=4),
+    st.sampled_from(["2026-01-01T10:00:00", "2026-01-01", "12"]),
+)
+
+
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    features=st.lists(
+        st.dictionaries(st.sampled_from("abc"), SCALARS, max_size=3), min_size=1, max_size=8
+    )
+)
+def test_flattened_feature_columns_hold_each_records_values(tmp_path_factory, features):
+    root = tmp_path_factory.mktemp("flat")
+    store = ParquetLogStore(root / "log")
+    records = [record(i, features=f) for i, f in enumerate(features)]
+    store.write_batch(rows_to_table([encode(r) for r in records]), batch_id="b")
+    frame = PredictionLog(store, root / "spool", start=False).read()
+    names = sorted({k for f in features for k in f})
+    assert [c for c in frame.columns if c.startswith("features.")] == [
+        f"features.{k}" for k in names
+    ]
+    for k in names:
+        column = frame[f"features.{k}"]
+        for i, f in enumerate(features):
+            want, got = f.get(k), column.iloc[i]
+            if want is None:
+                assert got is None or got is pd.NA or (isinstance(got, float) and math.isnan(got))
+            elif isinstance(want, bool | str):
+                assert got == want and type(got) is not float, (k, i, want, got)
+            elif column.dtype == "float64":  # numbers with gaps or fractions
+                assert got == float(want), (k, i, want, got)
+            elif isinstance(want, int):  # an int64 column, or exact in an object column
+                assert got == want and not isinstance(got, float), (k, i, want, got)
+            else:
+                assert got == want, (k, i, want, got)

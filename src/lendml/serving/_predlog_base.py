@@ -12,6 +12,7 @@ import hashlib
 import itertools
 import json
 import math
+import re
 import secrets
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Sequence
@@ -64,6 +65,11 @@ Row = tuple[Any, ...]
 
 _OPTIONS = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS
 _batch_counter = itertools.count()
+# Types Arrow's JSON reader gives that mean the same as the Python path's columns.
+_FLAT_TYPES = (pa.int64(), pa.float64(), pa.string(), pa.bool_(), pa.null())
+# A JSON integer of 19 digits or more (a value, not inside a fraction or an exponent).
+_BIG_INTEGER = r"[:,\[]\s*-?[0-9]{19,}\s*[,}\]]"
+_BIG_INTEGER_RE = re.compile(_BIG_INTEGER)
 
 
 # ---------------------------------------------------------------------------- encoding
@@ -90,7 +96,9 @@ def dumps(value: Any, *, sort_keys: bool = False) -> str:
     try:
         out = orjson.dumps(value, default=str, option=options)
     except TypeError:  # integers beyond 64 bits: the standard library keeps them exact
-        return json.dumps(_scrub(value), default=str, sort_keys=sort_keys, allow_nan=False)
+        return json.dumps(
+            _scrub(value), default=str, sort_keys=sort_keys, allow_nan=False, separators=(",", ":")
+        )
     if b"\\u0000" in out:  # rare: rebuild without NUL characters
         out = orjson.dumps(_scrub(value), default=str, option=options)
     return out.decode()
@@ -193,7 +201,7 @@ def entity_mask(table: pa.Table, key: str, value: Any) -> pa.ChunkedArray:
         if not maybe:
             flags.append(False)
             continue
-        entity = orjson.loads(text)
+        entity = loads(text)
         flags.append(isinstance(entity, dict) and key in entity and key_text(entity[key]) == want)
     return pa.chunked_array([pa.array(flags, type=pa.bool_())])
 
@@ -232,28 +240,77 @@ def to_frame(table: pa.Table, *, flatten: bool = True) -> pd.DataFrame:
     )
     frame["time"] = pd.to_datetime(frame["time"], utc=True).astype("datetime64[us, UTC]")
     frame["version"] = frame["version"].astype("int64")
-    entities, features = _loads(table["entity"]), _loads(table["features"])
     if not flatten:
-        frame["entity"] = pd.array(entities, dtype=object)
-        frame["features"] = pd.array(features, dtype=object)
+        frame["entity"] = pd.array(_loads(table["entity"]), dtype=object)
+        frame["features"] = pd.array(_loads(table["features"]), dtype=object)
         return frame
-    parts = [frame, _flat(entities, "entity.", n), _flat(features, "features.", n)]
+    parts = [frame, _flat(table["entity"], "entity.", n), _flat(table["features"], "features.", n)]
     return pd.concat(parts, axis=1)
 
 
 def _loads(column: pa.ChunkedArray) -> list[Any]:
-    return [orjson.loads(text) for text in column.to_pylist()]
+    """Parse each JSON text; integers beyond 64 bits stay exact (orjson reads them as
+    floats, so texts that hold one go through the standard library)."""
+    texts = column.to_pylist()
+    if not texts or not pc.any(pc.match_substring_regex(column, _BIG_INTEGER)).as_py():
+        return [orjson.loads(text) for text in texts]
+    return [loads(text) for text in texts]
 
 
-def _flat(dicts: list[dict[str, Any]], prefix: str, n: int) -> pd.DataFrame:
-    names = sorted({k for d in dicts for k in d})
-    data = {f"{prefix}{name}": _column([d.get(name) for d in dicts]) for name in names}
-    return pd.DataFrame(data, index=pd.RangeIndex(n))
+def loads(text: str) -> Any:
+    """One JSON text, integers of any size exact."""
+    return json.loads(text) if _BIG_INTEGER_RE.search(text) else orjson.loads(text)
+
+
+def _flat(column: pa.ChunkedArray, prefix: str, n: int) -> pd.DataFrame:
+    """One column per key of the JSON objects in ``column``, sorted by name: ints as
+    int64, numbers with gaps or fractions as float64 (NaN for missing), text and the rest
+    as objects. Arrow's JSON reader does it in C++; values it would change (integers
+    beyond 64 bits, strings that look like timestamps, nested values) take the Python way.
+    """
+    index = pd.RangeIndex(n)
+    parsed = _flat_arrow(column, n) if n else None
+    if parsed is None:
+        dicts = _loads(column)
+        names = sorted({k for d in dicts for k in d})
+        data = {f"{prefix}{name}": _column([d.get(name) for d in dicts]) for name in names}
+        return pd.DataFrame(data, index=index)
+    names = sorted(parsed.column_names)
+    data = {}
+    for name in names:
+        col = parsed[name]
+        values = col.to_pandas()
+        if (
+            col.type == pa.string()
+            or col.type == pa.null()
+            or (col.null_count and col.type == pa.bool_())
+        ):
+            values = pd.array(col.to_pylist(), dtype=object)
+        data[f"{prefix}{name}"] = values
+    return pd.DataFrame(data, index=index)
+
+
+def _flat_arrow(column: pa.ChunkedArray, n: int) -> pa.Table | None:
+    import pyarrow.json as pj
+
+    if pc.any(pc.match_substring_regex(column, _BIG_INTEGER)).as_py():
+        return None  # an integer that may not fit 64 bits: Arrow would make it a double
+    text = "\n".join(column.to_pylist()).encode()
+    try:
+        parsed = pj.read_json(pa.BufferReader(text))
+    except pa.ArrowInvalid:  # e.g. a key that holds numbers and strings
+        return None
+    if parsed.num_rows != n or any(f.type not in _FLAT_TYPES for f in parsed.schema):
+        return None
+    return parsed
 
 
 def _column(values: list[Any]) -> Any:
-    """Numbers with gaps as float64 (NaN for missing), ints as int64, others as objects."""
+    """Numbers with gaps as float64 (NaN for missing), ints as int64, booleans without
+    gaps as bool, others as objects."""
     present = [v for v in values if v is not None]
+    if present and len(present) == len(values) and all(isinstance(v, bool) for v in present):
+        return pd.array(values, dtype=bool)
     if present and all(isinstance(v, int | float) and not isinstance(v, bool) for v in present):
         if len(present) == len(values) and all(isinstance(v, int) for v in present):
             try:
