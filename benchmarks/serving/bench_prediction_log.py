@@ -23,6 +23,10 @@ ints and strings, some missing), four reason codes for declines. Figures are med
   ``pyarrow.parquet.write_table`` of the same Arrow table to one file (no partitioning,
   no temporary name, no fsync); ``COPY`` of the same rows into a plain table with psycopg
   (no staging table, no primary key, no conflict check).
+* **read back**: records/s of ``PredictionLog.read()`` (what ``read_prediction_log``
+  returns: one row per record, a column per feature) over the store-only run's records,
+  beside ``pyarrow.parquet.read_table(...).to_pandas()`` of the same files, which leaves
+  the features as JSON text (a floor: no parsing, no flattening).
 """
 
 from __future__ import annotations
@@ -160,6 +164,25 @@ def store_only(tables: list[Any], store: Any) -> float:
     return n / (time.perf_counter() - began)
 
 
+def read_back(store: Any, n: int, tmp: Path) -> float:
+    plog = PredictionLog(store, tmp / f"spool-{uuid.uuid4().hex}", start=False)
+    began = time.perf_counter()
+    frame = plog.read()
+    elapsed = time.perf_counter() - began
+    if len(frame) != n:
+        raise RuntimeError(f"read {len(frame)} of {n} records")
+    return n / elapsed
+
+
+def read_anchor(folder: Path, n: int) -> float:
+    began = time.perf_counter()
+    frame = pq.read_table(folder).to_pandas()
+    elapsed = time.perf_counter() - began
+    if len(frame) != n:
+        raise RuntimeError(f"read {len(frame)} of {n} records")
+    return n / elapsed
+
+
 def parquet_anchor(tables: list[Any], folder: Path) -> float:
     folder.mkdir(parents=True)
     began = time.perf_counter()
@@ -271,8 +294,11 @@ def main() -> None:
                 "end to end, Parquet",
                 end_to_end(records, ParquetLogStore(tmp / f"e2e-{rep}"), tmp, 10_000),
             )
-            add("store only, Parquet", store_only(tables, ParquetLogStore(tmp / f"so-{rep}")))
+            parquet = ParquetLogStore(tmp / f"so-{rep}")
+            add("store only, Parquet", store_only(tables, parquet))
             add("anchor, pyarrow write_table", parquet_anchor(tables, tmp / f"anchor-{rep}"))
+            add("read back, Parquet", read_back(parquet, len(records), tmp))
+            add("anchor, pyarrow read_table", read_anchor(tmp / f"anchor-{rep}", len(records)))
             if pg_server:
                 name, url = postgres_database(pg_server)
                 try:
@@ -282,6 +308,7 @@ def main() -> None:
                     )
                     store = PostgresLogStore(url, "store_only")
                     add("store only, PostgreSQL", store_only(tables, store))
+                    add("read back, PostgreSQL", read_back(store, len(records), tmp))
                     store.close()
                     add("anchor, psycopg COPY", postgres_anchor(tables, url))
                 finally:
