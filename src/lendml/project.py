@@ -392,7 +392,8 @@ class Project:
             svc, self.resolve_path(config.spine), as_of=config.as_of, label=label
         )
         frame = ts.to_pandas()
-        sort_cols = [config.as_of, *[e.key for e in svc.entities]]
+        keys = dict.fromkeys(k for e in svc.entities for k in e.keys)
+        sort_cols = [config.as_of, *keys]
         frame = frame.sort_values(sort_cols, kind="stable").reset_index(drop=True)
         sources = self.source_fingerprints(svc)
         digest = hashlib.sha256(f"{ts.spine_fingerprint}|{svc.version}".encode())

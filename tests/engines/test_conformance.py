@@ -3,7 +3,8 @@
 A fixed table of tricky cases (ties at the same timestamp, events exactly at the as-of
 time and at the window edge, empty windows, null values, null keys, offsets, TTL expiry,
 filters, string columns, derived features) runs on DuckDB and on Spark; both must equal
-the brute-force reference and each other.
+the brute-force reference and each other. A second table does the same for an entity
+with a composite key (bank, account), where one key column alone would mix accounts.
 """
 
 from __future__ import annotations
@@ -78,6 +79,80 @@ SPINE = pd.DataFrame(
 SPINE["as_of"] = [_t(h) for h in SPINE["h"]]
 
 
+# An account is (bank, acct): the same bank with another account, the same account number
+# at another bank, ties, an event at the as-of time, a null key part, a TTL expiry.
+ACCOUNT_EVENTS = pd.DataFrame(
+    [
+        # bank, acct, hours, v
+        (1, "a", 0, 10.0),
+        (1, "b", 0, 20.0),  # same bank, same time, other account
+        (2, "a", 0, 40.0),  # same account number, other bank
+        (2, "a", 0, 50.0),  # a tie with the row above
+        (1, "a", 12, 1.0),
+        (1, "b", 30, 2.0),
+        (2, "a", 30, None),  # null value
+        (1, None, 5, 99.0),  # null key part: no entity
+        (2, "b", 60, 7.0),
+    ],
+    columns=["bank", "acct", "h", "v"],
+)
+ACCOUNT_EVENTS["ts"] = [_t(h) for h in ACCOUNT_EVENTS["h"]]
+ACCOUNT_EVENTS["acct"] = ACCOUNT_EVENTS["acct"].astype("string")
+
+ACCOUNT_SPINE = pd.DataFrame(
+    [
+        (1, "a", 0),
+        (1, "b", 0),
+        (2, "a", 0),
+        (2, "b", 0),
+        (1, "a", 12),
+        (1, "a", 20),
+        (1, "b", 30),
+        (2, "a", 30),
+        (2, "a", 40),
+        (1, None, 6),
+        (2, "b", 61),
+        (2, "b", 100),
+        (3, "a", 5),
+    ],
+    columns=["bank", "acct", "h"],
+)
+ACCOUNT_SPINE["as_of"] = [_t(h) for h in ACCOUNT_SPINE["h"]]
+ACCOUNT_SPINE["acct"] = ACCOUNT_SPINE["acct"].astype("string")
+ACCOUNT_KEY = ("bank", "acct")
+
+
+def account_service(path: str, snap_path: str) -> FeatureService:
+    account = Entity("account", key=ACCOUNT_KEY)
+    views: list = [
+        FeatureView(
+            f"acct_{boundary}",
+            entity=account,
+            source=Source.parquet(path, timestamp="ts"),
+            boundary=boundary,
+            aggregations=[
+                Aggregation("v", fn, window="1d", offset=off, name=f"a_{fn}_{boundary}_{off}")
+                for fn in FUNCS
+                for off in ("0d", "1h")
+            ],
+        )
+        for boundary in ("inclusive", "strict")
+    ]
+    views += [
+        FeatureView(
+            f"acct_snap_{boundary}",
+            entity=account,
+            source=Source.parquet(snap_path, timestamp="ts"),
+            boundary=boundary,
+            ttl="1d",
+            features=[Feature("v", name=f"a_latest_{boundary}")],
+        )
+        for boundary in ("inclusive", "strict")
+    ]
+    views.append(DerivedView("acct_d", [Derived("a_ratio", "a_sum_inclusive_0d / 2")]))
+    return FeatureService("acct_conf", views)
+
+
 def service(path: str, snap_path: str) -> FeatureService:
     ent = Entity("e", key="k")
     src = Source.parquet(path, timestamp="ts")
@@ -148,7 +223,15 @@ def paths(tmp_path_factory):
     ev.to_parquet(d / "events.parquet")
     snap = ev.dropna(subset=["k"]).drop_duplicates(["k", "ts"])
     snap.to_parquet(d / "snap.parquet")
-    return str(d / "events.parquet"), str(d / "snap.parquet")
+    acct = ACCOUNT_EVENTS.drop(columns="h")
+    acct.to_parquet(d / "accounts.parquet")
+    acct.drop_duplicates([*ACCOUNT_KEY, "ts"]).to_parquet(d / "account_snap.parquet")
+    return (
+        str(d / "events.parquet"),
+        str(d / "snap.parquet"),
+        str(d / "accounts.parquet"),
+        str(d / "account_snap.parquet"),
+    )
 
 
 def _engines():
@@ -161,10 +244,14 @@ def _engines():
     return params
 
 
-_cache: dict[str, pd.DataFrame] = {}
+_cache: dict[str, dict[str, pd.DataFrame]] = {}
 
 
-def _run(kind: str, paths) -> pd.DataFrame:
+def _run(kind: str, paths, case: str = "single") -> pd.DataFrame:
+    """The training set of one case ("single" or "composite") on one engine.
+
+    Both cases are built by one engine (on Spark: one session start) and cached.
+    """
     if kind not in _cache:
         if kind == "spark" and shutil.which("java") is None:
             if ON_CI:
@@ -172,12 +259,20 @@ def _run(kind: str, paths) -> pd.DataFrame:
             pytest.skip("java not installed")
         eng = create_engine(kind)
         try:
-            _cache[kind] = build_training_set(
-                eng, service(*paths), SPINE.drop(columns="h"), resolve_path=str
-            ).to_pandas()
+            _cache[kind] = {
+                "single": build_training_set(
+                    eng, service(*paths[:2]), SPINE.drop(columns="h"), resolve_path=str
+                ).to_pandas(),
+                "composite": build_training_set(
+                    eng,
+                    account_service(*paths[2:]),
+                    ACCOUNT_SPINE.drop(columns="h"),
+                    resolve_path=str,
+                ).to_pandas(),
+            }
         finally:
             eng.close()
-    return _cache[kind]
+    return _cache[kind][case]
 
 
 @pytest.mark.parametrize("kind", _engines())
@@ -222,11 +317,52 @@ def test_engine_matches_reference(kind, paths):
             assert close(out.loc[i, f"latest_{boundary}"], want), (kind, boundary, dict(row))
 
 
+@pytest.mark.parametrize("kind", _engines())
+def test_composite_key_engine_matches_reference(kind, paths):
+    out = _run(kind, paths, "composite")
+    assert len(out) == len(ACCOUNT_SPINE)
+    assert out["bank"].tolist() == ACCOUNT_SPINE["bank"].tolist()  # spine order
+    ev = ACCOUNT_EVENTS
+    for i, row in ACCOUNT_SPINE.iterrows():
+        key = (row["bank"], None if pd.isna(row["acct"]) else row["acct"])
+        for boundary in ("inclusive", "strict"):
+            for off, off_td in (("0d", timedelta(0)), ("1h", timedelta(hours=1))):
+                for fn in FUNCS:
+                    want = reference_agg(
+                        ev,
+                        key,
+                        row["as_of"],
+                        fn=fn,
+                        window=timedelta(days=1),
+                        offset=off_td,
+                        boundary=boundary,
+                        where=False,
+                        key_cols=ACCOUNT_KEY,
+                    )
+                    got = out.loc[i, f"a_{fn}_{boundary}_{off}"]
+                    assert close(got, want), (kind, fn, boundary, off, dict(row), got, want)
+            want = reference_lookup(
+                ev.drop_duplicates([*ACCOUNT_KEY, "ts"]),
+                key,
+                row["as_of"],
+                boundary=boundary,
+                ttl=timedelta(days=1),
+                key_cols=ACCOUNT_KEY,
+            )
+            assert close(out.loc[i, f"a_latest_{boundary}"], want), (kind, boundary, dict(row))
+        assert close(out.loc[i, "a_ratio"], out.loc[i, "a_sum_inclusive_0d"] / 2)
+    # the cases the table is built for, written out: one key column alone would mix them
+    assert out["a_sum_inclusive_0d"].tolist()[:4] == [10.0, 20.0, 90.0, 0.0]
+    assert out["a_last_inclusive_0d"].tolist()[2] == 50.0  # the tie's largest value
+    assert out["a_count_inclusive_0d"].tolist()[9] == 0  # (1, null) is no entity
+
+
 @pytest.mark.spark
 @pytest.mark.xdist_group("spark")
-def test_spark_equals_duckdb_row_for_row(paths):
-    duck = _run("duckdb", paths)
-    spark = _run("spark", paths)
+@pytest.mark.parametrize("case", ["single", "composite"])
+def test_spark_equals_duckdb_row_for_row(paths, case):
+    duck = _run("duckdb", paths, case)
+    spark = _run("spark", paths, case)
     assert list(duck.columns) == list(spark.columns)
     pd.testing.assert_frame_equal(
         duck.astype("object").where(duck.notna(), None),

@@ -20,10 +20,26 @@ T0 = pd.Timestamp("2024-03-01", tz="UTC")
 FUNCS = ["count", "sum", "mean", "min", "max", "std", "last", "count_distinct"]
 
 
-def reference_agg(events: pd.DataFrame, key, as_of, *, fn, window, offset, boundary, where):
-    """The documented rule, row by row: (end-w, end] or [end-w, end), end = as_of - offset."""
+def same_entity(events: pd.DataFrame, key, key_cols=("k",)) -> pd.DataFrame:
+    """The events of one entity: every key column equal; a null key part matches nothing."""
+    parts = (key,) if len(key_cols) == 1 else tuple(key)
+    mask = np.ones(len(events), dtype=bool)
+    for col, value in zip(key_cols, parts, strict=True):
+        if value is None or (isinstance(value, float) and math.isnan(value)):
+            return events.iloc[0:0]
+        mask &= (events[col] == value).fillna(False).to_numpy(dtype=bool)
+    return events[mask]
+
+
+def reference_agg(
+    events: pd.DataFrame, key, as_of, *, fn, window, offset, boundary, where, key_cols=("k",)
+):
+    """The documented rule, row by row: (end-w, end] or [end-w, end), end = as_of - offset.
+
+    ``key`` is the entity's key value, or a tuple of values for ``key_cols``.
+    """
     end = as_of - offset
-    ev = events[events["k"] == key]
+    ev = same_entity(events, key, key_cols)
     if boundary == "inclusive":
         ev = ev[(ev["ts"] > end - window) & (ev["ts"] <= end)]
     else:
@@ -54,8 +70,8 @@ def reference_agg(events: pd.DataFrame, key, as_of, *, fn, window, offset, bound
     raise AssertionError(fn)
 
 
-def reference_lookup(events, key, as_of, *, boundary, ttl):
-    ev = events[events["k"] == key]
+def reference_lookup(events, key, as_of, *, boundary, ttl, key_cols=("k",)):
+    ev = same_entity(events, key, key_cols)
     ev = ev[ev["ts"] <= as_of] if boundary == "inclusive" else ev[ev["ts"] < as_of]
     if ev.empty:
         return None
@@ -219,3 +235,175 @@ def test_no_feature_value_is_newer_than_as_of(engine, tmp_path):
     seen = out["latest_seen"]
     assert seen.notna().sum() > 400
     assert (seen[seen.notna()] < asof_s[seen.notna()]).all()
+
+
+# ------------------------------------------------------------------ composite entity keys
+# An account is (bank, acct): few values of each, so the same bank with another account,
+# and the same account number at another bank, are common; a null account number is an
+# event (or spine row) of no entity.
+
+BANKS = st.integers(1, 2)
+ACCTS = st.sampled_from(["a", "b", None])
+composite_events_st = st.lists(
+    st.tuples(
+        BANKS,
+        ACCTS,
+        st.integers(0, 60 * 24 * 3),
+        st.one_of(st.none(), st.integers(-5, 20).map(float)),
+    ),
+    min_size=0,
+    max_size=40,
+)
+composite_spine_st = st.lists(
+    st.tuples(st.integers(1, 3), ACCTS, st.integers(0, 60 * 24 * 4)), min_size=1, max_size=15
+)
+ACCOUNT = Entity("account", key=("bank", "acct"))
+
+
+def _composite_frame(events):
+    df = pd.DataFrame(events, columns=["bank", "acct", "m", "v"])
+    df["ts"] = T0 + pd.to_timedelta(df["m"].astype("int64"), unit="min")
+    df["bank"] = df["bank"].astype("int64")
+    df["acct"] = df["acct"].astype("string")  # a typed column even when every value is null
+    df["v"] = df["v"].astype("float64")
+    return df.drop(columns="m")
+
+
+def _composite_spine(spine):
+    sp = pd.DataFrame(spine, columns=["bank", "acct", "m"])
+    sp["acct"] = sp["acct"].astype("string")
+    sp["as_of"] = T0 + pd.to_timedelta(sp["m"].astype("int64"), unit="min")
+    return sp.drop(columns="m")
+
+
+def _key(row) -> tuple:
+    return (row["bank"], None if pd.isna(row["acct"]) else row["acct"])
+
+
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    events=composite_events_st,
+    spine=composite_spine_st,
+    boundary=st.sampled_from(["inclusive", "strict"]),
+    window_min=st.sampled_from([1, 60, 60 * 24]),
+    offset_min=st.sampled_from([0, 30]),
+)
+def test_composite_key_aggregations_match_reference(
+    engine, tmp_path_factory, events, spine, boundary, window_min, offset_min
+):
+    path = tmp_path_factory.mktemp("ck") / "events.parquet"
+    ev = _composite_frame(events)
+    ev.to_parquet(path)
+    window, offset = timedelta(minutes=window_min), timedelta(minutes=offset_min)
+    view = FeatureView(
+        "v",
+        entity=ACCOUNT,
+        source=Source.parquet(str(path), timestamp="ts"),
+        boundary=boundary,
+        aggregations=[
+            Aggregation("v", fn, window=window, offset=offset, name=f"f_{fn}") for fn in FUNCS
+        ],
+    )
+    sp = _composite_spine(spine)
+    out = build_training_set(engine, FeatureService("s", [view]), sp, resolve_path=str).to_pandas()
+    assert len(out) == len(sp)
+    assert list(out["bank"]) == list(sp["bank"])  # spine order and rows preserved
+    for i, row in sp.iterrows():
+        for fn in FUNCS:
+            want = reference_agg(
+                ev,
+                _key(row),
+                row["as_of"],
+                fn=fn,
+                window=window,
+                offset=offset,
+                boundary=boundary,
+                where=False,
+                key_cols=("bank", "acct"),
+            )
+            got = out.loc[i, f"f_{fn}"]
+            assert close(got, want), (fn, dict(row), got, want)
+
+
+@settings(
+    max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    events=composite_events_st,
+    spine=composite_spine_st,
+    boundary=st.sampled_from(["inclusive", "strict"]),
+    ttl_min=st.sampled_from([None, 60, 60 * 24]),
+)
+def test_composite_key_row_lookup_matches_reference(
+    engine, tmp_path_factory, events, spine, boundary, ttl_min
+):
+    ev = _composite_frame(events).drop_duplicates(["bank", "acct", "ts"])
+    path = tmp_path_factory.mktemp("cksnap") / "snap.parquet"
+    ev.to_parquet(path)
+    ttl = None if ttl_min is None else timedelta(minutes=ttl_min)
+    view = FeatureView(
+        "snap",
+        entity=ACCOUNT,
+        source=Source.parquet(str(path), timestamp="ts"),
+        features=[Feature("v", name="latest_v")],
+        ttl=ttl,
+        boundary=boundary,
+    )
+    sp = _composite_spine(spine)
+    out = build_training_set(engine, FeatureService("s", [view]), sp, resolve_path=str).to_pandas()
+    assert len(out) == len(sp)
+    for i, row in sp.iterrows():
+        want = reference_lookup(
+            ev, _key(row), row["as_of"], boundary=boundary, ttl=ttl, key_cols=("bank", "acct")
+        )
+        assert close(out.loc[i, "latest_v"], want), (dict(row), out.loc[i, "latest_v"], want)
+
+
+def test_composite_key_never_groups_by_one_column(engine, tmp_path):
+    """Same bank with another account, same account at another bank, all at one time."""
+    ev = pd.DataFrame(
+        {
+            "bank": [1, 1, 2, 2, 1],
+            "acct": ["a", "b", "a", "a", None],
+            "ts": [T0] * 5,
+            "v": [1.0, 10.0, 100.0, 1000.0, 5.0],
+        }
+    )
+    ev.to_parquet(tmp_path / "ev.parquet")
+    src = Source.parquet(str(tmp_path / "ev.parquet"), timestamp="ts")
+    windows = FeatureView(
+        "w",
+        entity=ACCOUNT,
+        source=src,
+        aggregations=[
+            Aggregation("v", "sum", window="1d", name="total"),
+            Aggregation("*", "count", window="1d", name="n"),
+            Aggregation("v", "last", window="1d", name="last_v"),
+        ],
+    )
+    rows = FeatureView(
+        "r",
+        entity=ACCOUNT,
+        source=Source.parquet(str(tmp_path / "ev.parquet"), timestamp="ts"),
+        features=[Feature("v", name="row_v")],
+    )
+    sp = pd.DataFrame(
+        {
+            "bank": [1, 1, 2, 2, 1, 3],
+            "acct": ["a", "b", "a", "b", None, "a"],
+            "as_of": [T0, T0, T0, T0, T0, T0],
+        }
+    )
+    out = build_training_set(
+        engine, FeatureService("s", [windows]), sp, resolve_path=str
+    ).to_pandas()
+    assert out["total"].tolist() == [1.0, 10.0, 1100.0, 0.0, 0.0, 0.0]
+    assert out["n"].tolist() == [1, 1, 2, 0, 0, 0]
+    assert out["last_v"].tolist()[:3] == [1.0, 10.0, 1000.0]  # a tie: the largest value
+    assert out["last_v"].isna().tolist()[3:] == [True, True, True]
+    unique = sp.iloc[[0, 1, 3, 4, 5]].reset_index(drop=True)  # (2, "a") has a tie: unspecified
+    got = build_training_set(engine, FeatureService("s", [rows]), unique, resolve_path=str)
+    assert got.to_pandas()["row_v"].tolist()[:2] == [1.0, 10.0]
+    assert got.to_pandas()["row_v"].isna().tolist()[2:] == [True, True, True]

@@ -183,7 +183,14 @@ def materialize_cmd(
 @handle_errors
 def online_cmd(
     service: Annotated[str, typer.Argument(help="Feature service name.")],
-    key: Annotated[list[str], typer.Option("--key", help="KEY_COLUMN=VALUE (repeatable).")],
+    key: Annotated[
+        list[str],
+        typer.Option(
+            "--key",
+            help="KEY_COLUMN=VALUE, one entity per option (repeatable); an entity with "
+            "several key columns: COL=VALUE,COL=VALUE.",
+        ),
+    ],
     project: ProjectOpt = Path("."),
 ) -> None:
     """Read a service's features for entity keys from the online store (JSON lines)."""
@@ -192,10 +199,18 @@ def online_cmd(
     rows: list[dict[str, Any]] = []
     for item in key:
         if "=" not in item:
-            raise ConfigError(f"--key {item!r} must look like COLUMN=VALUE.")
-        col, _, raw = item.partition("=")
-        value: Any = int(raw) if raw.lstrip("-").isdigit() else raw
-        rows.append({col: value})
+            raise ConfigError(
+                f"--key {item!r} must look like COLUMN=VALUE (or COL=VALUE,COL=VALUE for an "
+                "entity with several key columns)."
+            )
+        parts = item.split(",")
+        # Several columns only when every part is COL=VALUE; else a value holds a comma.
+        pairs = parts if all("=" in part for part in parts) else [item]
+        row: dict[str, Any] = {}
+        for pair in pairs:
+            col, _, raw = pair.partition("=")
+            row[col] = int(raw) if raw.lstrip("-").isdigit() else raw
+        rows.append(row)
     with _project(project) as p:
         df = p.online_features(service, rows)
     for rec in df.to_dict(orient="records"):

@@ -71,37 +71,40 @@ class OfflineEngine(ABC):
         events: ibis.Table,
         *,
         value_columns: Sequence[str],
+        key_columns: Sequence[str] = ("__k",),
     ) -> ibis.Table:
         """For each point, the latest event with the same key at or before its time.
 
-        ``points`` has ``__row``, ``__k``, ``__ts``; ``events`` has ``__k``, ``__ts`` and
-        ``value_columns``. Returns ``__row``, ``__ets`` (the matched event time or null)
-        and the value columns (null when nothing matched).
+        ``points`` has ``__row``, the ``key_columns`` (default one, ``__k``) and ``__ts``;
+        ``events`` has the ``key_columns``, ``__ts`` and ``value_columns``. Events match a
+        point when every key column is equal. Returns ``__row``, ``__ets`` (the matched
+        event time or null) and the value columns (null when nothing matched).
 
         This default is union + forward fill over a window, which every engine runs;
         engines with a native as-of join override it.
         """
+        keys = list(key_columns)
         nulls = {c: ibis.null().cast(events[c].type()) for c in value_columns}
         left = points.select(
-            "__row", "__k", "__ts", __is_point=ibis.literal(1), __ets=ibis.null("int64"), **nulls
+            "__row", *keys, "__ts", __is_point=ibis.literal(1), __ets=ibis.null("int64"), **nulls
         )
         right = events.select(
             __row=ibis.null("int64"),
-            __k=events["__k"],
+            **{k: events[k] for k in keys},
             __ts=events["__ts"],
             __is_point=ibis.literal(0),
             __ets=events["__ts"],
             **{c: events[c] for c in value_columns},
         )
         u = left.union(right)
+        group = [u[k] for k in keys]
         # Events sort before points at the same time so an event stamped exactly at the
         # point's time is visible to it (the point time is already shifted for "strict").
-        seq_w = ibis.window(group_by=u["__k"], order_by=[u["__ts"], u["__is_point"]])
+        seq_w = ibis.window(group_by=group, order_by=[u["__ts"], u["__is_point"]])
         u = u.mutate(__seq=ibis.row_number().over(seq_w))
         u = u.mutate(__eseq=ibis.ifelse(u["__is_point"] == 0, u["__seq"], ibis.null("int64")))
-        ffill = ibis.window(
-            group_by=u["__k"], order_by=[u["__ts"], u["__is_point"]], rows=(None, 0)
-        )
+        group = [u[k] for k in keys]
+        ffill = ibis.window(group_by=group, order_by=[u["__ts"], u["__is_point"]], rows=(None, 0))
         filled = u.mutate(
             __ets=u["__ets"].max().over(ffill),
             **{c: u[c].argmax(u["__eseq"]).over(ffill) for c in value_columns},

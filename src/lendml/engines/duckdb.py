@@ -79,13 +79,15 @@ class DuckDBEngine(OfflineEngine):
         events: ibis.Table,
         *,
         value_columns: Sequence[str],
+        key_columns: Sequence[str] = ("__k",),
     ) -> ibis.Table:
         # DuckDB's native ASOF JOIN: the fastest as-of lookup measured here.
-        ev = events.select(
-            __ek=events["__k"], __ets=events["__ts"], **{c: events[c] for c in value_columns}
-        )
+        renamed = {f"__e{k}": events[k] for k in key_columns}
+        ev = events.select(**renamed, __ets=events["__ts"], **{c: events[c] for c in value_columns})
         joined = points.asof_join(
-            ev, on=points["__ts"] >= ev["__ets"], predicates=[points["__k"] == ev["__ek"]]
+            ev,
+            on=points["__ts"] >= ev["__ets"],
+            predicates=[points[k] == ev[f"__e{k}"] for k in key_columns],
         )
         return joined.select("__row", "__ets", *value_columns)
 

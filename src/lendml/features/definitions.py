@@ -60,18 +60,77 @@ def spec_hash(spec: dict[str, Any]) -> str:
 
 @dataclass(frozen=True)
 class Entity:
-    """What a feature describes and a prediction is about (``borrower``, ``customer``)."""
+    """What a feature describes and a prediction is about (``borrower``, ``customer``).
+
+    Parameters
+    ----------
+    name
+        The entity's name.
+    key
+        The key column: one name, or a tuple (or list) of names for an entity identified
+        by several columns together (an account is a bank and an account number). A
+        tuple of one name is the same entity as that name given alone.
+    description
+        Free text.
+
+    Examples
+    --------
+    >>> Entity("customer", key="CUSTOMER_ID").keys
+    ('CUSTOMER_ID',)
+    >>> account = Entity("account", key=("bank_id", "account_no"))
+    >>> account.keys, account.to_spec()["key"]
+    (('bank_id', 'account_no'), ['bank_id', 'account_no'])
+    """
 
     name: str
-    key: str
+    key: str | tuple[str, ...]
     description: str = ""
 
     def __post_init__(self) -> None:
         _check_name(self.name, "Entity")
-        _check_name(self.key, f"Entity {self.name!r} key")
+        if isinstance(self.key, str):
+            _check_name(self.key, f"Entity {self.name!r} key")
+            return
+        example = "e.g. key='customer_id' or key=('bank_id', 'account_no')"
+        if not isinstance(self.key, list | tuple):
+            raise DefinitionError(
+                f"Entity {self.name!r}: key={self.key!r} must be a column name or a tuple of "
+                f"column names, {example}."
+            )
+        keys = tuple(self.key)
+        if not keys:
+            raise DefinitionError(
+                f"Entity {self.name!r}: key=() names no column; give at least one, {example}."
+            )
+        for k in keys:
+            if not isinstance(k, str):
+                raise DefinitionError(
+                    f"Entity {self.name!r}: key column {k!r} in key={keys!r} is a "
+                    f"{type(k).__name__}, not a column name; give names as strings, {example}."
+                )
+            _check_name(k, f"Entity {self.name!r} key")
+        dupes = sorted({k for k in keys if keys.count(k) > 1})
+        if dupes:
+            raise DefinitionError(
+                f"Entity {self.name!r}: key={keys!r} names {dupes} more than once; list each "
+                "key column once."
+            )
+        # One column in a tuple is that column: same spec, same version, same online key.
+        object.__setattr__(self, "key", keys[0] if len(keys) == 1 else keys)
+
+    @property
+    def keys(self) -> tuple[str, ...]:
+        """The key columns, in order (one for a single-column key)."""
+        return (self.key,) if isinstance(self.key, str) else self.key
+
+    @property
+    def is_composite(self) -> bool:
+        """Whether several columns together identify the entity."""
+        return not isinstance(self.key, str)
 
     def to_spec(self) -> dict[str, Any]:
-        return {"name": self.name, "key": self.key, "description": self.description}
+        key = self.key if isinstance(self.key, str) else list(self.key)
+        return {"name": self.name, "key": key, "description": self.description}
 
 
 _DTYPES = ("int", "float", "number", "string", "bool", "timestamp")

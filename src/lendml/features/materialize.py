@@ -32,6 +32,7 @@ from lendml.core.timeutil import duration_us, parse_duration, to_utc_timestamp
 from lendml.engines.base import OfflineEngine
 from lendml.errors import ConfigError
 from lendml.features.definitions import FeatureService, FeatureView
+from lendml.features.online import online_key
 from lendml.features.training_set import build_training_set
 from lendml.stores.base import OnlineRecord, OnlineStore
 
@@ -58,15 +59,22 @@ def lookback(view: FeatureView) -> timedelta | None:
 
 def active_entities(
     engine: OfflineEngine, view: FeatureView, src: ibis.Table, start_us: int, end_us: int
-) -> pa.Array:
-    """Entity keys with an event that can affect features in (start, end]."""
+) -> pa.Table:
+    """Entity keys with an event that can affect features in (start, end].
+
+    One column per key column of the view's entity, one row per distinct key, sorted;
+    rows with a null in any key column belong to no entity and are left out.
+    """
+    keys = list(view.entity.keys)
     span = lookback(view)
     ts = engine.epoch_us(src[view.source.timestamp])
     cond = ts <= end_us
     if span is not None:
         cond = cond & (ts > start_us - duration_us(span))
-    keys = src.filter(cond & src[view.entity.key].notnull()).select(view.entity.key).distinct()
-    return engine.to_arrow(keys.order_by(view.entity.key))[view.entity.key].combine_chunks()
+    for k in keys:
+        cond = cond & src[k].notnull()
+    found = src.filter(cond).select(*keys).distinct()
+    return engine.to_arrow(found.order_by(keys)).combine_chunks()
 
 
 def _grid(start: pd.Timestamp, end: pd.Timestamp, every: timedelta) -> list[pd.Timestamp]:
@@ -134,8 +142,9 @@ def materialize(
             duration_us(t0 - pd.Timestamp(0, tz="UTC")),
             duration_us(t1 - pd.Timestamp(0, tz="UTC")),
         )
+        key_cols = list(view.entity.keys)
         service = FeatureService(f"__materialize_{view.name}", [view])
-        stats = {"entities": len(keys), "offline_rows": 0, "online_rows": 0, "partitions": 0}
+        stats = {"entities": keys.num_rows, "offline_rows": 0, "online_rows": 0, "partitions": 0}
         chunks: list[list[pd.Timestamp]] = []
         for t in grid:
             if not chunks or t - chunks[-1][0] >= chunk_td:
@@ -145,30 +154,34 @@ def materialize(
         for i, times in enumerate(chunks):
             if progress:
                 progress(view.name, i, len(chunks))
-            if not len(keys):
+            n_keys = keys.num_rows
+            if not n_keys:
                 break
             spine = pa.table(
                 {
-                    view.entity.key: pa.concat_arrays([keys] * len(times)),
+                    **{
+                        k: pa.concat_arrays([keys[k].combine_chunks()] * len(times))
+                        for k in key_cols
+                    },
                     "as_of": pa.array(
-                        [t for t in times for _ in range(len(keys))], pa.timestamp("us", tz="UTC")
+                        [t for t in times for _ in range(n_keys)], pa.timestamp("us", tz="UTC")
                     ),
                 }
             )
             table = build_training_set(engine, service, spine, resolve_path=resolve_path).table
-            dates = pa.array([t.strftime("%Y-%m-%d") for t in times for _ in range(len(keys))])
+            dates = pa.array([t.strftime("%Y-%m-%d") for t in times for _ in range(n_keys)])
             for day in sorted(set(dates.to_pylist())):
                 part = table.filter(pa.compute.equal(dates, day))
                 _write_partition(offline_root, offline_root / view.name / f"date={day}", part)
                 stats["offline_rows"] += part.num_rows
                 stats["partitions"] += 1
             if times[-1] == t1 and online is not None:
-                latest = table.slice(table.num_rows - len(keys))
+                latest = table.slice(table.num_rows - n_keys)
                 asof_us = duration_us(t1 - pd.Timestamp(0, tz="UTC"))
                 cols = list(view.feature_names)
-                data = latest.select([view.entity.key, *cols]).to_pylist()
+                data = latest.select([*key_cols, *cols]).to_pylist()
                 records = [
-                    OnlineRecord(row[view.entity.key], {c: row[c] for c in cols}, asof_us)
+                    OnlineRecord(online_key(view.entity, row), {c: row[c] for c in cols}, asof_us)
                     for row in data
                 ]
                 stats["online_rows"] = online.write_batch(view.name, records)

@@ -10,6 +10,9 @@ The point-in-time rule is stated here once, for every engine:
   hidden row order.
 * A row feature at ``t`` is the value in the latest row with ``e <= t`` (``e < t`` when
   strict), or null if that row is older than the view's ``ttl``.
+* "The same entity key" means every key column equal (an entity may have several). A
+  source row with a null in any key column belongs to no entity; a spine row with one
+  gets the no-history values below.
 * With no events in the window: count, sum and count_distinct give 0; the rest null.
 * ``last`` is the value of the latest event in the window; among events at that same
   latest time, the largest value.
@@ -24,7 +27,7 @@ events themselves. The as-of lookup is lowered per engine.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -45,6 +48,31 @@ from lendml.features.definitions import (
 
 ROW = "__row"
 ASOF_US = "__asof_us"
+
+
+def key_columns(view: FeatureView) -> list[str]:
+    """The plan's names for a view's key columns: ``__k``, or ``__k0, __k1, ...``."""
+    keys = view.entity.keys
+    return ["__k"] if len(keys) == 1 else [f"__k{i}" for i in range(len(keys))]
+
+
+def _keys_present(table: ibis.Table, columns: Sequence[str]) -> ibis.Value:
+    """True where no key column is null (a row with a null key part has no entity)."""
+    present = table[columns[0]].notnull()
+    for c in columns[1:]:
+        present = present & table[c].notnull()
+    return present
+
+
+def _select_keys(
+    table: ibis.Table, view: FeatureView, key_types: Mapping[str, Any] | None = None
+) -> dict[str, ibis.Value]:
+    """The view's key columns of ``table`` under the plan's names (cast to the source's)."""
+    out = {}
+    for name, col in zip(key_columns(view), view.entity.keys, strict=True):
+        value = table[col]
+        out[name] = value.cast(key_types[col]) if key_types is not None else value
+    return out
 
 
 @dataclass(frozen=True)
@@ -70,7 +98,7 @@ def _agg_value(agg: Aggregation, ev: ibis.Table, resolve: Callable[[str], Any]) 
     return val
 
 
-def _frame(view: FeatureView, agg: Aggregation, k: ibis.Value, ts: ibis.Value) -> Any:
+def _frame(view: FeatureView, agg: Aggregation, k: list[ibis.Value], ts: ibis.Value) -> Any:
     """The range frame of one aggregation, relative to each row's own time ``t``.
 
     With ``end = t - offset`` the window is ``(end - window, end]`` (inclusive) or
@@ -88,16 +116,17 @@ def _window_features(
     spine: ibis.Table,
     view: FeatureView,
     src: ibis.Table,
-    key_type: Any,
+    key_types: Mapping[str, Any],
 ) -> ibis.Table:
     """The view's aggregations at every (key, time) a spine row asks for, in one pass.
 
-    Returns one row per distinct ``(__k, __ts)``: every event time of the source, plus
-    the spine's as-of times that no event shares. Windows are frames relative to each
-    row's own time, so all offsets share one sort; when every spine point coincides
-    with an event (a spine of the events themselves) the events are windowed in place.
+    Returns one row per distinct (key columns, ``__ts``), the key columns named by
+    :func:`key_columns`: every event time of the source, plus the spine's as-of times
+    that no event shares. Windows are frames relative to each row's own time, so all
+    offsets share one sort; when every spine point coincides with an event (a spine of
+    the events themselves) the events are windowed in place.
     """
-    key = view.entity.key
+    kc = key_columns(view)
 
     def col(name: str) -> ibis.Value:
         return src[name]
@@ -112,39 +141,43 @@ def _window_features(
         if name not in inputs:
             inputs[name] = _agg_value(a, src, col)
         slot_of.append(name)
-    events = src.filter(src[key].notnull()).select(
-        __k=src[key], __ts=engine.epoch_us(src[view.source.timestamp]), **inputs
+    events = src.select(
+        **_select_keys(src, view), __ts=engine.epoch_us(src[view.source.timestamp]), **inputs
     )
-    points = spine.filter(spine[key].notnull()).select(
-        __k=spine[key].cast(key_type), __ts=spine[ASOF_US]
-    )
+    events = events.filter(_keys_present(events, kc))
+    points = spine.select(**_select_keys(spine, view, key_types), __ts=spine[ASOF_US])
+    points = points.filter(_keys_present(points, kc))
     # Spine points at a (key, time) some event has read that event's frames; only the
     # others join the union, as rows whose null inputs no aggregate counts.
-    extra = points.anti_join(
-        events, [points["__k"] == events["__k"], points["__ts"] == events["__ts"]]
-    ).select("__k", "__ts", **{c: ibis.null().cast(events[c].type()) for c in inputs})
+    same = [points[c] == events[c] for c in (*kc, "__ts")]
+    extra = points.anti_join(events, same).select(
+        *kc, "__ts", **{c: ibis.null().cast(events[c].type()) for c in inputs}
+    )
     u = events.union(extra)
-    by_time = ibis.window(group_by=u["__k"], order_by=u["__ts"])
+    group = [u[c] for c in kc]
+    by_time = ibis.window(group_by=group, order_by=u["__ts"])
     # ``last``: latest event wins; ties at the same time go to the largest value.
     seqs = {}
     for a, name in zip(view.aggregations, slot_of, strict=True):
         if a.function == "last" and f"{name}_seq" not in seqs:
             v = u[name]
-            order = ibis.window(group_by=u["__k"], order_by=[u["__ts"], v])
+            order = ibis.window(group_by=group, order_by=[u["__ts"], v])
             seqs[f"{name}_seq"] = ibis.ifelse(
                 v.notnull(), ibis.row_number().over(order), ibis.null("int64")
             )
     if seqs:
         u = u.mutate(**seqs)
+        group = [u[c] for c in kc]
+        by_time = ibis.window(group_by=group, order_by=u["__ts"])
     feats: dict[str, ibis.Value] = {}
     for a, name in zip(view.aggregations, slot_of, strict=True):
-        w = _frame(view, a, u["__k"], u["__ts"])
+        w = _frame(view, a, group, u["__ts"])
         seq = u[f"{name}_seq"] if a.function == "last" else None
         feats[a.name] = _aggregate(engine, a, seq, u[name], w)
     # Rows at the same (key, time) are peers with identical frames: keep the last one.
     nxt = u["__ts"].lead().over(by_time)
     res = u.mutate(__last=nxt.isnull() | (nxt != u["__ts"]), **feats)
-    return res.filter(res["__last"]).select("__k", "__ts", *feats)
+    return res.filter(res["__last"]).select(*kc, "__ts", *feats)
 
 
 def _aggregate(
@@ -186,17 +219,21 @@ def build_plan(
         if where not in sources:
             sources[where] = _view_source(engine, view, resolve_path)
         src = sources[where]
-        key_type = src[view.entity.key].type()
+        key_types = {k: src[k].type() for k in view.entity.keys}
+        kc = key_columns(view)
         if view.aggregations:
-            part = _window_features(engine, spine, view, src, key_type)
+            part = _window_features(engine, spine, view, src, key_types)
             on = [
-                result[view.entity.key].cast(key_type) == part["__k"],
+                *(
+                    result[col].cast(key_types[col]) == part[name]
+                    for name, col in zip(kc, view.entity.keys, strict=True)
+                ),
                 result[ASOF_US] == part["__ts"],
             ]
-            result = result.left_join(part, on).drop("__k", "__ts")
+            result = result.left_join(part, on).drop(*kc, "__ts")
         if view.features:
-            s2 = spine.select(ROW, ASOF_US, view.entity.key)
-            part = _row_features(engine, s2, view, src, key_type)
+            s2 = spine.select(ROW, ASOF_US, *view.entity.keys)
+            part = _row_features(engine, s2, view, src, key_types)
             result = result.left_join(part, result[ROW] == part[ROW]).drop(f"{ROW}_right")
     # Additive aggregations are 0 for spine rows the window plans did not see (null keys).
     fills = {}
@@ -214,18 +251,24 @@ def build_plan(
 
 
 def _row_features(
-    engine: OfflineEngine, spine: ibis.Table, view: FeatureView, src: ibis.Table, key_type: Any
+    engine: OfflineEngine,
+    spine: ibis.Table,
+    view: FeatureView,
+    src: ibis.Table,
+    key_types: Mapping[str, Any],
 ) -> ibis.Table:
-    key = view.entity.key
+    kc = key_columns(view)
     strict = 1 if view.boundary == "strict" else 0
     values = {f"__f{i}": src[f.column] for i, f in enumerate(view.features)}
-    events = src.filter(src[key].notnull()).select(
-        __k=src[key], __ts=engine.epoch_us(src[view.source.timestamp]), **values
+    events = src.select(
+        **_select_keys(src, view), __ts=engine.epoch_us(src[view.source.timestamp]), **values
     )
+    events = events.filter(_keys_present(events, kc))
     points = spine.select(
-        __row=spine[ROW], __k=spine[key].cast(key_type), __ts=spine[ASOF_US] - strict
+        __row=spine[ROW], **_select_keys(spine, view, key_types), __ts=spine[ASOF_US] - strict
     )
-    found = engine.asof_lookup(points, events, value_columns=list(values))
+    points = points.filter(_keys_present(points, kc))
+    found = engine.asof_lookup(points, events, value_columns=list(values), key_columns=kc)
     asof = spine.select(__r2=spine[ROW], __a=spine[ASOF_US])
     found = found.join(asof, found["__row"] == asof["__r2"])
     feats: dict[str, ibis.Value] = {}

@@ -99,11 +99,15 @@ def prepare_spine(table: pa.Table, service: FeatureService, as_of: str) -> pa.Ta
             "'as_of' or pass as_of='<column>'.",
             column=as_of,
         )
-    missing = [e.key for e in service.entities if e.key not in names]
+    needed = {k: v.entity for v in service.feature_views for k in v.entity.keys}
+    missing = [k for k in needed if k not in names]
     if missing:
+        entities = {needed[k].name: needed[k].keys for k in missing}
+        which = "; ".join(f"entity {n!r} has key {list(keys)}" for n, keys in entities.items())
         raise DataValidationError(
             f"Spine lacks the entity key column(s) {missing} that feature service "
-            f"{service.name!r} needs. Columns: {', '.join(names)}.",
+            f"{service.name!r} needs ({which}). Columns: {', '.join(names)}. Add every key "
+            "column to the spine.",
             service=service.name,
         )
     clash = [c for c in names if c in service.feature_names]

@@ -93,8 +93,18 @@ def validate_view(view: FeatureView, schema: pa.Schema) -> None:
             f"{schema.field(ts).type}, expected a timestamp. Convert it in the source data.",
             feature_view=view.name,
         )
-    if view.entity.key not in schema.names:
-        raise _missing(view.name, f"entity {view.entity.name!r} key", view.entity.key, schema)
+    entity = view.entity
+    absent = [k for k in entity.keys if k not in schema.names]
+    if absent and not entity.is_composite:
+        raise _missing(view.name, f"entity {entity.name!r} key", entity.key, schema)
+    if absent:
+        raise DefinitionError(
+            f"FeatureView {view.name!r}: entity {entity.name!r} has key {list(entity.keys)}, "
+            f"but its source lacks {absent}. Existing columns: {', '.join(schema.names)}. "
+            "Give the entity the source's key column names, or add the missing columns to "
+            "the source data.",
+            feature_view=view.name,
+        )
     for a in view.aggregations:
         if a.column != "*" and a.column not in schema.names:
             raise _missing(view.name, f"aggregation {a.name!r} column", a.column, schema)
