@@ -392,3 +392,21 @@ def test_flattened_feature_columns_hold_each_records_values(tmp_path_factory, fe
                 assert got == want and not isinstance(got, float), (k, i, want, got)
             else:
                 assert got == want, (k, i, want, got)
+
+
+def test_a_record_that_cannot_be_encoded_is_counted_not_raised(tmp_path, caplog):
+    gated = GatedStore(ParquetLogStore(tmp_path / "log"), hang=True)
+    gated.gate.clear()
+    plog = PredictionLog(gated, tmp_path / "spool", queue_size=1, spill_rows=2, batch_rows=1)
+    plog.submit(record(0))
+    wait_for(gated.waiting.is_set, "the writer to be stuck in the store")
+    with caplog.at_level(logging.ERROR, logger="lendml"):
+        plog.submit(record(1))  # fills the queue
+        plog.submit(record(2, score=None))  # spilled on the request path: cannot be encoded
+        plog.submit(record(3))  # spilled with it
+    gated.gate.set()
+    assert plog.flush(timeout=60, drain_spool=True)
+    stats = plog.stats()
+    assert (stats.accepted, stats.written, stats.lost) == (4, 3, 1)
+    assert "could not be encoded (TypeError)" in caplog.text
+    plog.close()

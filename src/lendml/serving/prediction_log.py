@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import atexit
 import contextlib
-import itertools
 import logging
 import os
 import queue
@@ -192,7 +191,7 @@ class PredictionLog(PredictionSink):
         self._clock = clock or (lambda: datetime.now(UTC))
 
         self._queue: queue.Queue[Any] = queue.Queue(maxsize=queue_size)
-        self._accepted = itertools.count()
+        self._count_lock = threading.Lock()
         self._accepted_n = 0
         self._lock = threading.Lock()  # buffer, in-flight batch, counters
         self._buffer: list[Row] = []
@@ -231,7 +230,8 @@ class PredictionLog(PredictionSink):
         """
         if not isinstance(record, PredictionRecord):
             raise TypeError(f"submit takes a PredictionRecord, got {type(record).__name__}")
-        self._accepted_n = next(self._accepted) + 1
+        with self._count_lock:
+            self._accepted_n += 1
         if self._closed or self._thread is None:
             self._spill(record, force=True)
             return
@@ -250,7 +250,20 @@ class PredictionLog(PredictionSink):
             if not self._overflow or (len(self._overflow) < self.spill_rows and not force):
                 return
             records, self._overflow, self._overflow_since = self._overflow, [], None
-        self._spool_rows([self._encode(r) for r in records])
+        self._spool_rows(self._encode_many(records))
+
+    def _encode_many(self, records: list[PredictionRecord]) -> list[Row]:
+        """Encode ``records``; one that cannot be encoded (a caller's bug, e.g. a score
+        of ``None``) is counted as lost and logged, never raised into the request."""
+        rows = []
+        for record in records:
+            try:
+                rows.append(self._encode(record))
+            except Exception as exc:
+                with self._lock:
+                    self._counts["lost"] += 1
+                log.error("prediction log: a record could not be encoded (%s)", type(exc).__name__)
+        return rows
 
     # ------------------------------------------------------------------ public API
     def flush(self, timeout: float | None = None, *, drain_spool: bool = False) -> bool:
@@ -472,13 +485,10 @@ class PredictionLog(PredictionSink):
         return encode(record)
 
     def _add(self, record: PredictionRecord) -> None:
-        try:
-            row = self._encode(record)
-        except Exception as exc:  # a record that cannot be encoded is a caller's bug
-            with self._lock:
-                self._counts["lost"] += 1
-            log.error("prediction log: a record could not be encoded (%s)", type(exc).__name__)
+        encoded = self._encode_many([record])
+        if not encoded:
             return
+        row = encoded[0]
         with self._lock:
             abandoned = self._abandoned
             if not abandoned:
@@ -620,7 +630,7 @@ class PredictionLog(PredictionSink):
             except queue.Empty:
                 break
             if isinstance(item, PredictionRecord):
-                pending.append(self._encode(item))
+                pending.extend(self._encode_many([item]))
             elif isinstance(item, _Flush):
                 item.event.set()
         self._spool_rows(pending)
