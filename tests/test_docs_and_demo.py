@@ -48,8 +48,9 @@ def test_demo_runs_end_to_end(tmp_path):
         timeout=600,
     )
     assert res.returncode == 0, res.stdout + res.stderr
-    for step in (*(f"{i}/8" for i in range(1, 9)), "done"):
+    for step in (*(f"{i}/10" for i in range(1, 11)), "done"):
         assert step in res.stdout
+    assert "served credit_pd@champion" in res.stdout and "200 applicants" in res.stdout
     assert (tmp_path / "demo" / "data" / "training_set.parquet").exists()
     assert (tmp_path / "demo" / "reports" / "credit_pd" / "report.html").exists()
     from lendml import Project
@@ -58,6 +59,13 @@ def test_demo_runs_end_to_end(tmp_path):
         champion = p.registry.resolve("credit_pd@champion")
         assert champion.version == 1
         assert [e.reason for e in p.registry.history("credit_pd")] == ["demo: first model"]
+        from lendml.serving.prediction_log import read_prediction_log
+
+        served = read_prediction_log(p.config.prediction_log, p.root)
+        assert len(served) == 200 and set(served["version"]) == {1}
+        assert set(served["decision"]) <= {"approve", "refer", "decline"}
+        declined = served[served["decision"] == "decline"]
+        assert all(len(r) >= 1 for r in declined["reasons"])  # declines always carry reasons
 
 
 def test_synth_cli_refuses_bad_arguments(tmp_path):

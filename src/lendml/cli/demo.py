@@ -2,13 +2,18 @@
 
 synthesize a lending world → init a project → apply features → point-in-time training set
 (with label maturity) → materialize → read online features → train (out-of-time, tracked)
-→ evaluation report → register and promote a champion. Later parts of the platform
-(serving, monitoring) extend this tour.
+→ evaluation report → register and promote a champion → serve it over HTTP and score
+applicants with reasons (every decision in the prediction log) → measure drift of what was
+served.
 """
 
 from __future__ import annotations
 
+import socket
+import threading
+import time
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pyarrow.parquet as pq
@@ -65,7 +70,7 @@ ratios = DerivedView(
 credit_v1 = FeatureService("credit_v1", [spending, credit_file, ratios])
 '''
 
-TRAIN_YAML = '''\
+TRAIN_YAML = """\
 # Train a probability-of-default model on the credit_v1 feature service (lendml train).
 name: credit_pd
 intended_use: Probability of default at application for unsecured consumer loans (demo).
@@ -76,8 +81,18 @@ protected: [gender, age_group, ethnicity]   # fairness tests only, never model i
 inputs: {spine_columns: [loan_amount, term_months, stated_income]}
 split: {valid_from: "2024-03-01", test_from: "2024-07-01"}
 model: {kind: lightgbm, monotone: {fico: -1}}
-evaluation: {cutoff: 0.25}
-'''
+evaluation: {cutoff: 0.05}             # approve when P(bad) < 5%
+"""
+
+SERVING_YAML = """
+serving:
+  model: credit_pd                  # requests without "model" go to its champion
+  watch_interval: 0                 # the demo promotes nothing while serving
+  models:
+    credit_pd:
+      decision: {approve_below: 0.03, decline_from: 0.05}   # refer in between
+      unknown_entity: score         # a borrower without online features is scored anyway
+"""
 
 
 def run_demo(directory: Path, *, borrowers: int = 3000, seed: int = 42, console: Console) -> None:
@@ -87,7 +102,7 @@ def run_demo(directory: Path, *, borrowers: int = 3000, seed: int = 42, console:
     from lendml.project import Project
 
     console.rule("[bold]lendml demo[/]")
-    steps = 8
+    steps = 10
     project = Project.init(directory, name="lending_demo")
     (project.root / "features.py").write_text(LENDING_FEATURES)
     world = project.root / "data" / "world"
@@ -199,4 +214,118 @@ def run_demo(directory: Path, *, borrowers: int = 3000, seed: int = 42, console:
         "champion (lendml models history credit_pd)"
     )
     project.close()
+
+    with (project.root / "lendml.yaml").open("a") as fh:
+        fh.write(SERVING_YAML)
+    applicants = spine.sort_values("as_of").tail(200)
+    with Project(project.root) as served:
+        _serve_and_score(served, applicants, console=console, step=9, steps=steps)
+        _drift(served, console=console, step=10, steps=steps)
     console.rule(f"[bold green]done[/] — project in {project.root}")
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _serve_and_score(
+    project: Any, applicants: pd.DataFrame, *, console: Console, step: int, steps: int
+) -> None:
+    """Start the scoring service on a free local port, score applicants, show decisions."""
+    import httpx
+    import uvicorn
+
+    from lendml.serving.app import create_app
+    from lendml.serving.auth import KeyStore
+    from lendml.serving.lifecycle import ModelManager
+    from lendml.serving.prediction_log import open_prediction_log
+
+    settings = project.config.serving.model_copy(update={"port": _free_port()})
+    keys = KeyStore(project.resolve_path(settings.keys_file))
+    token, _ = keys.create(scope="score", name="demo")
+    sink = open_prediction_log(project.config.prediction_log, project.root)
+    manager = ModelManager(
+        project.registry,
+        settings=settings,
+        services=project.get_feature_service,
+        store=project.online_store,
+        root=project.root,
+        sink=sink,
+    )
+    server = None
+    thread = None
+    try:
+        manager.start(watch=False)
+        app = create_app(manager, keys=keys, sink=sink, settings=settings)
+        config = uvicorn.Config(
+            app, host="127.0.0.1", port=settings.port, log_level="warning", lifespan="on"
+        )
+        server = uvicorn.Server(config)
+        thread = threading.Thread(target=server.run, name="lendml-demo-server", daemon=True)
+        thread.start()
+        base = f"http://127.0.0.1:{settings.port}"
+        headers = {"Authorization": f"Bearer {token}"}
+        with httpx.Client(base_url=base, headers=headers, timeout=30) as client:
+            for _ in range(300):
+                if server.started:
+                    break
+                time.sleep(0.05)
+            decisions: dict[str, int] = {}
+            shown: list[dict[str, Any]] = []
+            for row in applicants.itertuples(index=False):
+                body = {
+                    "entity": {"borrower_id": int(row.borrower_id)},
+                    "fields": {
+                        "loan_amount": float(row.loan_amount),
+                        "stated_income": float(row.stated_income),
+                        "term_months": int(row.term_months),
+                    },
+                }
+                answer = client.post("/v1/score", json=body)
+                answer.raise_for_status()
+                out = answer.json()
+                decisions[out["decision"]] = decisions.get(out["decision"], 0) + 1
+                if out["decision"] != "approve" and len(shown) < 4:
+                    shown.append({"borrower_id": int(row.borrower_id), **out})
+        table = Table(title=f"{step}/{steps} decisions served over HTTP, with reasons")
+        for col in ("borrower", "P(bad)", "decision", "principal reasons"):
+            table.add_column(col)
+        for out in shown:
+            reasons = "; ".join(r["text"] for r in out["reasons"]) or "-"
+            table.add_row(
+                str(out["borrower_id"]), f"{out['probability']:.3f}", out["decision"], reasons
+            )
+        console.print(table)
+        console.print(
+            f"[green]✓[/] {step}/{steps} served credit_pd@champion at {base}: "
+            f"{len(applicants)} applicants, "
+            + ", ".join(f"{k} {v}" for k, v in sorted(decisions.items()))
+            + " (every decision is in the prediction log: lendml log show)"
+        )
+    finally:
+        if server is not None:
+            server.should_exit = True
+        if thread is not None:
+            thread.join(timeout=30)
+        manager.close()
+        sink.close(timeout=60)
+
+
+def _drift(project: Any, *, console: Console, step: int, steps: int) -> None:
+    """Drift of the decisions just served against the champion's training data."""
+    from lendml.evaluation.drift import SCORE
+    from lendml.monitoring.drift import monitor_drift
+
+    mon = monitor_drift(
+        project.registry, project.config.prediction_log, project.root, "credit_pd@champion"
+    )
+    latest = mon.latest
+    alerts = ["score" if v == SCORE else str(v) for v in latest.loc[latest["alert"], "variable"]]
+    console.print(
+        f"[green]✓[/] {step}/{steps} drift of the {int(latest['n'].iloc[0])} served decisions "
+        f"against training: {len(latest)} variables measured, "
+        + (f"alerts: {', '.join(alerts)}" if alerts else "no alert")
+        + " (lendml monitor drift --model credit_pd@champion)"
+    )
