@@ -36,7 +36,7 @@ from lendml.serving.auth import Scope as KeyScope
 from lendml.serving.inputs import ScoreInput, problem
 from lendml.serving.lifecycle import ModelManager, Target
 from lendml.serving.metrics import ServingMetrics
-from lendml.serving.records import PredictionSink
+from lendml.serving.records import PredictionSink, Role
 from lendml.serving.schemas import (
     BatchRequest,
     BatchResponse,
@@ -46,7 +46,7 @@ from lendml.serving.schemas import (
     ScoreResponse,
     TrafficRequest,
 )
-from lendml.serving.scorer import ScoreResult
+from lendml.serving.scorer import Deployment, ScoreResult
 
 log = logging.getLogger(__name__)
 
@@ -404,23 +404,20 @@ def create_app(
         items = [ScoreInput(entity=dict(i.entity), fields=dict(i.fields)) for i in body.items]
         # one routing for the whole batch: every item is scored by the same versions
         first = manager.target(body.model, items[0].entity)
-        routing = first.routing
-        groups: dict[int, list[int]] = {}
-        picked = {}
+        groups: dict[Deployment, list[int]] = {}
+        roles: dict[Deployment, Role] = {}
         for i, item in enumerate(items):
             deployment, role = (
-                routing.pick(item.entity) if first.live else (first.deployment, first.role)
+                first.routing.pick(item.entity) if first.live else (first.deployment, first.role)
             )
-            picked[i] = role
-            groups.setdefault(id(deployment), []).append(i)
-        deployments = {id(d): d for d in routing.deployments()}
+            groups.setdefault(deployment, []).append(i)
+            roles[deployment] = role
         results: list[ScoreResult | None] = [None] * len(items)
-        for key, rows in groups.items():
-            deployment = deployments.get(key, first.deployment)
+        for deployment, rows in groups.items():
             scored = deployment.score(
                 [items[i] for i in rows],
                 explain=body.explain,
-                role=picked[rows[0]],
+                role=roles[deployment],
                 prefixes=[f"items[{i}]." for i in rows],
             )
             for i, result in zip(rows, scored, strict=True):
