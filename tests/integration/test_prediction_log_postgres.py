@@ -256,3 +256,31 @@ def test_reading_before_anything_was_written_is_empty(database, tmp_path, monkey
     assert read_prediction_log(settings("PREDLOG_URL"), tmp_path).empty
     assert sql(database, "SELECT to_regclass('prediction_log')") == [(None,)]
     assert Path(tmp_path / "spool").exists() is False
+
+
+def test_erase_with_the_server_down_changes_nothing(database, tmp_path, monkeypatch):
+    parts = urlsplit(database)
+    proxy = Proxy(parts.hostname or "127.0.0.1", parts.port or 5432)
+    proxy.up()
+    netloc = f"{parts.username}:{parts.password}@127.0.0.1:{proxy.port}"
+    monkeypatch.setenv("PREDLOG_URL", urlunsplit(parts._replace(netloc=netloc)))
+    s = settings("PREDLOG_URL")
+    try:
+        with open_prediction_log(s, tmp_path) as plog:
+            for i in range(20):
+                plog.submit(record(i))
+            assert plog.flush(timeout=60)
+            proxy.down()
+            for i in range(20, 30):
+                plog.submit(record(i))
+            assert plog.flush(timeout=60)
+            with pytest.raises(StoreError, match="Could not erase"):
+                plog.erase("customer_id", 1)
+            assert plog.spool.records() == 10  # the spool's records of customer 1 are kept
+            proxy.up()
+            report = plog.erase("customer_id", 1)
+            assert (report.store, report.spool) == (4, 2)
+            assert plog.flush(timeout=120, drain_spool=True)
+        assert len(read_prediction_log(s, tmp_path)) == 24
+    finally:
+        proxy.down()

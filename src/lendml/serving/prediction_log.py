@@ -364,8 +364,9 @@ class PredictionLog(PredictionSink):
         else:
             self._spill(None, force=True)
         with self.spool.locked():
-            in_spool = self.spool.erase(key, value)
+            # The store first: if it cannot be reached, nothing has changed yet.
             in_store = self.store.erase(key, value)
+            in_spool = self.spool.erase(key, value)
         log.info("prediction log: erased %d records by entity key %r", in_store + in_spool, key)
         return ErasureReport(key=key, store=in_store, spool=in_spool)
 
