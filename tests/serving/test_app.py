@@ -467,3 +467,21 @@ def test_the_service_reads_what_online_features_reads_and_encodes_like_the_schem
                 assert got[f] == want[f], (i, f)
         score = served.model.decision_function(frame[FEATURES])[0]
         assert record.score == pytest.approx(score, abs=1e-12)
+
+
+def test_readyz_is_503_until_the_champion_is_deployed(served):
+    manager = served.world.manager(settings_for())  # not started
+    keys = served.world.keys()
+    token, _ = keys.create(scope="score")
+    client = http_client(create_app(manager, keys=keys))
+    auth = {"Authorization": f"Bearer {token}"}
+    res = client.get("/readyz", headers=auth)
+    assert res.status_code == 503 and res.json()["error"] == "NotReady"
+    assert client.get("/healthz").status_code == 200
+    body = {"entity": {"borrower_id": 5}, "fields": {"loan_amount": 1}}
+    res = client.post("/v1/score", json=body, headers=auth)
+    assert res.status_code == 404 and "not deployed yet" in res.json()["message"]
+    manager.start(watch=False)
+    assert client.get("/readyz", headers=auth).status_code == 200
+    assert client.post("/v1/score", json=body, headers=auth).status_code == 200
+    manager.close()
