@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -131,7 +132,7 @@ def prepare_spine(table: pa.Table, service: FeatureService, as_of: str) -> pa.Ta
         )
     table = table.set_column(names.index(as_of), as_of, col)
     asof_us = col.cast(pa.int64())
-    table = table.append_column(ROW, pa.array(range(table.num_rows), pa.int64()))
+    table = table.append_column(ROW, pa.array(np.arange(table.num_rows, dtype=np.int64)))
     return table.append_column(ASOF_US, asof_us)
 
 
@@ -165,7 +166,7 @@ def fingerprint(table: pa.Table) -> str:
     sink = pa.BufferOutputStream()
     with pa.ipc.new_stream(sink, table.schema) as writer:
         writer.write_table(table)
-    return hashlib.sha256(sink.getvalue().to_pybytes()).hexdigest()[:16]
+    return hashlib.sha256(memoryview(sink.getvalue())).hexdigest()[:16]  # no copy
 
 
 def apply_label_maturity(table: pa.Table, label: Label) -> tuple[pa.Table, int]:
