@@ -100,7 +100,8 @@ def free_port() -> int:
 
 
 @pytest.mark.slow
-def test_lendml_serve_answers_scoring_requests(tmp_path, mlflow_template):  # noqa: F811
+@pytest.mark.parametrize("workers", [1, 2])
+def test_lendml_serve_answers_scoring_requests(tmp_path, mlflow_template, workers):  # noqa: F811
     root = tmp_path / "proj"
     Project.init(root)
     world = new_world(root, mlflow_template)  # the project's registry and online store
@@ -118,7 +119,7 @@ def test_lendml_serve_answers_scoring_requests(tmp_path, mlflow_template):  # no
     port = free_port()
     lendml = shutil.which("lendml", path=str(Path(sys.executable).parent))
     proc = subprocess.Popen(
-        [lendml, "serve", "--project", str(root), "--port", str(port)],
+        [lendml, "serve", "--project", str(root), "--port", str(port), "--workers", str(workers)],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -155,6 +156,11 @@ def test_lendml_serve_answers_scoring_requests(tmp_path, mlflow_template):  # no
         missing = {**body, "fields": {k: v for k, v in body["fields"].items() if k != "dti"}}
         res = httpx.post(f"{base}/v1/score", json=missing, headers=auth)
         assert res.status_code == 422 and res.json()["field"] == "fields.dti"
+        for _ in range(20):  # every worker answers the same
+            assert (
+                httpx.post(f"{base}/v1/score", json=body, headers=auth).json()["score"]
+                == got["score"]
+            )
     finally:
         proc.send_signal(signal.SIGINT)
         try:

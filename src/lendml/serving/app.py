@@ -17,7 +17,8 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
@@ -286,6 +287,7 @@ def create_app(
     keys: KeyStore,
     sink: PredictionSink | None = None,
     settings: ServingSettings | None = None,
+    on_shutdown: Callable[[], None] | None = None,
 ) -> FastAPI:
     """The scoring service as an ASGI app.
 
@@ -300,6 +302,9 @@ def create_app(
         Where every response's record goes (the prediction log); None logs nothing.
     settings
         ``serving:`` settings for the body and batch limits (default: ``manager.settings``).
+    on_shutdown
+        Called when the server stops (e.g. close the manager and the log in a worker
+        process that built them).
 
     Examples
     --------
@@ -308,7 +313,15 @@ def create_app(
     """
     settings = settings or manager.settings
     metrics = manager.metrics
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        yield
+        if on_shutdown is not None:
+            on_shutdown()
+
     app = FastAPI(
+        lifespan=lifespan,
         title="lendml scoring service",
         version=_version(),
         description=(
