@@ -282,3 +282,64 @@ def test_a_declined_reference_point_is_served_with_a_warning(world, caplog):  # 
     )
     assert bare and counted == len(bare)
     manager.close()
+
+
+def test_an_entity_keyed_by_several_columns_is_looked_up_by_all_of_them(world):  # noqa: F811
+    from lendml.features.definitions import (
+        Entity,
+        Feature,
+        FeatureService,
+        FeatureView,
+        Source,
+    )
+    from lendml.features.online import online_features, online_key
+    from lendml.serving.lifecycle import ModelManager
+    from lendml.stores import OnlineRecord
+    from tests.serving.online_world import LOAN as LOAN_VIEW
+
+    account = Entity("account", key=("bank_id", "account_no"))
+    view = FeatureView(
+        name="accounts",
+        entity=account,
+        source=Source.parquet("data/accounts.parquet", timestamp="ts"),
+        features=[Feature(f) for f in ("income", "dti", "utilization", "home")],
+    )
+    service = FeatureService("accounts_v1", [view, LOAN_VIEW])
+    row = {"income": 41000.0, "dti": 0.7, "utilization": 0.8, "home": "rent"}
+    key = online_key(account, {"bank_id": "b1", "account_no": 7})
+    world.store.write_batch("accounts", [OnlineRecord(key, row, 1)])
+    model = fit_model()
+    lineage = {FEATURE_SERVICE_TAG: service.name, FEATURE_SERVICE_VERSION_TAG: service.version}
+    world.promote(world.register(model, lineage=lineage))
+    manager = ModelManager(
+        world.registry,
+        settings=ServingSettings(model=MODEL, watch_interval=0),
+        services={service.name: service}.__getitem__,
+        store=world.store,
+        root=world.root,
+    )
+    manager.start(watch=False)
+    keys = world.keys()
+    token, _ = keys.create(scope="score")
+    client = http_client(create_app(manager, keys=keys))
+    auth = {"Authorization": f"Bearer {token}"}
+    entity = {"bank_id": "b1", "account_no": 7}
+    res = client.post(
+        "/v1/score", json={"entity": entity, "fields": {"loan_amount": LOAN}}, headers=auth
+    )
+    assert res.status_code == 200, res.text
+    frame = online_features(world.store, service, [entity], request=[{"loan_amount": LOAN}])
+    assert res.json()["score"] == pytest.approx(model.decision_function(frame[FEATURES])[0])
+    res = client.post(
+        "/v1/score",
+        json={"entity": {"bank_id": "b1"}, "fields": {"loan_amount": LOAN}},
+        headers=auth,
+    )
+    assert res.status_code == 422 and res.json()["field"] == "entity.account_no"
+    res = client.post(
+        "/v1/score",
+        json={"entity": {"bank_id": "b2", "account_no": 7}, "fields": {"loan_amount": LOAN}},
+        headers=auth,
+    )
+    assert res.status_code == 404
+    manager.close()

@@ -26,6 +26,7 @@ from lendml.core.timeutil import utc_now
 from lendml.errors import ConfigError, DataValidationError, NotFoundError
 from lendml.features import expr as fexpr
 from lendml.features.definitions import ADDITIVE, FeatureService
+from lendml.features.online import online_key
 from lendml.models import Model, ReasonCode, ReferencePoint, TreeExplainer, reason_codes
 from lendml.models.schema import category_label
 from lendml.registry import FEATURE_SERVICE_TAG, FEATURE_SERVICE_VERSION_TAG, LoadedModel
@@ -86,11 +87,6 @@ class ScoreResult:
             reasons=reasons,
             role=self.role,
         )
-
-
-def _key_columns(entity: Any) -> tuple[str, ...]:
-    """An entity's key columns: ``key`` is one column name or a tuple of them."""
-    return (entity.key,) if isinstance(entity.key, str) else tuple(entity.key)
 
 
 def _plain(value: Any) -> Any:
@@ -168,7 +164,7 @@ class Deployment:
             )
         served = set(service.feature_names) if service is not None else set()
         self.entity_keys: tuple[str, ...] = tuple(
-            dict.fromkeys(k for e in (service.entities if service else ()) for k in _key_columns(e))
+            dict.fromkeys(k for e in (service.entities if service else ()) for k in e.keys)
         )
         fields: dict[str, FieldKind] = {}
         if service is not None:
@@ -387,11 +383,7 @@ class Deployment:
         rows: list[dict[str, Any]] = [dict(it.entity) for it in items]
         found = [False] * n
         for view, defaults in self._views:
-            columns = _key_columns(view.entity)
-            if len(columns) == 1:
-                keys = [r[columns[0]] for r in rows]
-            else:  # a key of several columns is stored as the tuple of their values
-                keys = [tuple(r[c] for c in columns) for r in rows]
+            keys = [online_key(view.entity, r) for r in rows]  # a tuple for several columns
             records = self.store.read_many(view.name, keys)
             for i, record in enumerate(records):
                 if record is None:
