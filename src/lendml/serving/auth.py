@@ -46,6 +46,7 @@ class ApiKey:
 
     @property
     def active(self) -> bool:
+        """True until the key is revoked."""
         return self.revoked_at is None
 
     def allows(self, scope: Scope) -> bool:

@@ -74,6 +74,7 @@ class Routing:
         return self.champion, "champion"
 
     def deployments(self) -> list[Deployment]:
+        """The champion, canary and shadow deployments that are set."""
         return [d for d in (self.champion, self.canary, self.shadow) if d is not None]
 
     def to_dict(self) -> dict[str, Any]:

@@ -69,6 +69,8 @@ class Reason(BaseModel):
 
 
 class ModelRef(BaseModel):
+    """The model version that scored the applicant."""
+
     model_config = ConfigDict(protected_namespaces=())
 
     name: str
@@ -93,11 +95,15 @@ class ScoreResponse(BaseModel):
 
 
 class BatchResponse(BaseModel):
+    """The decisions of a batch, in the order of its items."""
+
     request_id: str
     results: list[ScoreResponse]
 
 
 class CanaryBody(_Body):
+    """A canary: the version (alias or number) and the share of entities it scores."""
+
     ref: StrictStr = Field(min_length=1, max_length=100, description="An alias or a version.")
     percent: float = Field(ge=0.0, le=100.0, allow_inf_nan=False)
 
@@ -119,6 +125,8 @@ class ErrorBody(BaseModel):
 
 
 class Health(BaseModel):
+    """A health or readiness answer."""
+
     status: str
 
 
