@@ -106,7 +106,8 @@ def test_killed_connections_under_load_lose_nothing(database, tmp_path, monkeypa
             rows = sql(
                 database,
                 "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                "WHERE application_name = 'lendml-prediction-log' AND pid <> pg_backend_pid()",
+                "WHERE application_name = 'lendml-prediction-log' AND pid <> pg_backend_pid() "
+                "AND datname = current_database()",  # never another test's connections
             )
             killed.extend(r for r in rows if r[0])
             stop.wait(0.05)

@@ -384,7 +384,9 @@ def test_flattened_feature_columns_hold_each_records_values(tmp_path_factory, fe
             want, got = f.get(k), column.iloc[i]
             if want is None:
                 assert got is None or got is pd.NA or (isinstance(got, float) and math.isnan(got))
-            elif isinstance(want, bool | str):
+            elif isinstance(want, str):  # NUL is stored as U+FFFD (PostgreSQL refuses it)
+                assert got == want.replace("\x00", "\ufffd"), (k, i, want, got)
+            elif isinstance(want, bool):
                 assert got == want and type(got) is not float, (k, i, want, got)
             elif column.dtype == "float64":  # numbers with gaps or fractions
                 assert got == float(want), (k, i, want, got)
