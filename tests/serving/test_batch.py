@@ -423,3 +423,26 @@ def test_reasons_need_a_reference(frame, tmp_path) -> None:
         reasons=True,
         reference=tmp_path / "broken.json",
     )
+
+
+def test_a_folder_of_parquet_files(model, frame, tmp_path, cache) -> None:
+    (tmp_path / "book").mkdir()
+    frame.iloc[:500].to_parquet(tmp_path / "book" / "part-0.parquet")
+    frame.iloc[500:].to_parquet(tmp_path / "book" / "part-1.parquet")
+    summary = score_file(
+        model, tmp_path / "book", tmp_path / "out.parquet", keep=["application_id"], cache_dir=cache
+    )
+    out = read(tmp_path / "out.parquet")
+    assert (
+        summary.rows == len(frame)
+        and out["application_id"].tolist() == frame["application_id"].tolist()
+    )
+    assert np.max(np.abs(out["score"] - model.decision_function(frame))) <= TOL
+    frame.iloc[:10].drop(columns=["dti"]).to_parquet(tmp_path / "book" / "part-2.parquet")
+    fails(
+        model,
+        tmp_path / "book",
+        tmp_path / "out2.parquet",
+        DataValidationError,
+        r"part-2.parquet.*lacks the column\(s\) \['dti'\]",
+    )
