@@ -24,7 +24,7 @@ import pandas as pd
 
 from lendml.errors import DataValidationError
 from lendml.evaluation.drift import fit_drift_reference
-from lendml.models import Model, reference_point
+from lendml.models import Model, ReferencePoint, reference_point
 
 log = logging.getLogger(__name__)
 
@@ -69,9 +69,63 @@ def model_metadata(
     p_bad = model.predict_proba(frame)[:, 1]
     cut = float(cutoff) if cutoff is not None else default_cutoff(p_bad)
     try:
-        ref = reference_point(model, frame, p_bad, cutoff=cut, side="below")
+        ref, p_ref = approved_reference(model, frame, p_bad, cut)
     except DataValidationError as exc:
         log.warning("No reason-code reference point stored with the model: %s", exc)
         return out
     out["reference_point"] = ref.to_dict()
+    out["reference_probability"] = p_ref
     return out
+
+
+def _probability(model: Model, values: dict[str, Any]) -> float:
+    """P(bad) of one applicant given by readable values."""
+    row = pd.DataFrame(
+        {
+            spec.name: pd.Series(
+                [values.get(spec.name)],
+                dtype=object if spec.kind == "categorical" else "float64",
+            )
+            for spec in model.schema_.features
+        }
+    )
+    return float(model.predict_proba(row)[0, 1])
+
+
+def approved_reference(
+    model: Model, frame: pd.DataFrame, p_bad: np.ndarray, cutoff: float
+) -> tuple[ReferencePoint, float]:
+    """The reference applicant, and its P(bad), guaranteed below ``cutoff``.
+
+    First the average of the applicants approved just below the cutoff. A tree model is
+    not linear, so that average can itself score at or above the cutoff — and a declined
+    applicant scoring between the two would then have no adverse reason. In that case the
+    reference is the applicant of the same band nearest to the average (features scaled
+    by their spread in the band), an applicant the cutoff approves.
+    """
+    ref = reference_point(model, frame, p_bad, cutoff=cutoff, side="below")
+    p_ref = _probability(model, ref.values)
+    if p_ref < cutoff:
+        return ref, p_ref
+    band = np.flatnonzero((p_bad < cutoff) & (p_bad >= cutoff - float(ref.band or 0.0)))
+    X = model.schema_.encode(frame.iloc[band])
+    spread = np.nanstd(X, axis=0)
+    spread[~(spread > 0)] = 1.0
+    gap = np.where(np.isnan(X) | np.isnan(ref.encoded), 1.0, (X - ref.encoded) / spread)
+    i = int(band[np.argmin((gap**2).sum(axis=1))])
+    log.info(
+        "The average applicant near the cutoff scores %.4f >= %.4f; the nearest approved "
+        "applicant of the band is the reference instead.",
+        p_ref,
+        cutoff,
+    )
+    nearest = reference_point(
+        model,
+        frame.iloc[[i]],
+        p_bad[[i]],
+        cutoff=cutoff,
+        side="below",
+        band=max(cutoff - float(p_bad[i]), 1e-12),
+        min_rows=1,
+    )
+    return nearest, _probability(model, nearest.values)
