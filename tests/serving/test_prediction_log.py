@@ -412,3 +412,18 @@ def test_a_record_that_cannot_be_encoded_is_counted_not_raised(tmp_path, caplog)
     assert (stats.accepted, stats.written, stats.lost) == (4, 3, 1)
     assert "could not be encoded (TypeError)" in caplog.text
     plog.close()
+
+
+def test_a_damaged_spool_file_is_set_aside_and_the_backlog_goes_on(tmp_path, caplog):
+    store = ParquetLogStore(tmp_path / "log")
+    spool = Spool(tmp_path / "spool")
+    spool.write(rows_to_table([encode(record(1))]), batch_id="20261102T000000000000-a")
+    (tmp_path / "spool" / "20261102T000000000001-b.arrow").write_bytes(b"not arrow at all")
+    spool.write(rows_to_table([encode(record(2))]), batch_id="20261102T000000000002-c")
+    with caplog.at_level(logging.ERROR, logger="lendml"):
+        plog = PredictionLog(store, tmp_path / "spool")
+        assert plog.flush(timeout=60, drain_spool=True)
+        plog.close()
+    assert sorted(store.read()["request_id"].to_pylist()) == ["req-000001", "req-000002"]
+    assert (tmp_path / "spool" / "unreadable" / "20261102T000000000001-b.arrow").exists()
+    assert "cannot be read" in caplog.text

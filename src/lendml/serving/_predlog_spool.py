@@ -29,6 +29,7 @@ from lendml.serving._predlog_base import SCHEMA, entity_mask
 TIME = SCHEMA.field("time").type
 
 SUFFIX = ".arrow"
+QUARANTINE = "unreadable"
 log = logging.getLogger("lendml.serving.prediction_log")
 _STALE_TMP_SECONDS = 3600.0
 
@@ -100,6 +101,14 @@ class Spool:
     def remove(self, path: Path) -> None:
         with contextlib.suppress(FileNotFoundError):
             path.unlink()
+
+    def quarantine(self, path: Path) -> Path:
+        """Move a batch that cannot be read to ``unreadable/`` (out of the replay order,
+        kept for inspection); return its new path."""
+        target = self.folder / QUARANTINE / path.name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(path, target)
+        return target
 
     def records(self) -> int:
         """How many records wait in the spool."""

@@ -545,6 +545,17 @@ class PredictionLog(PredictionSink):
                         table = self.spool.read(path)
                     except FileNotFoundError:  # another process replayed or erased it
                         continue
+                    except (OSError, pa.ArrowException) as exc:
+                        # A damaged file must not hold the backlog behind it forever.
+                        moved = self.spool.quarantine(path)
+                        log.error(
+                            "prediction log: the spooled batch %s cannot be read (%s); moved "
+                            "to %s for inspection, the rest of the spool goes on",
+                            path.name,
+                            type(exc).__name__,
+                            moved,
+                        )
+                        continue
                     written = (
                         self.store.write_batch(table, batch_id=self.spool.batch_id(path))
                         if table.num_rows
