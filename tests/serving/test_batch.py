@@ -438,6 +438,8 @@ def test_a_folder_of_parquet_files(model, frame, tmp_path, cache) -> None:
         and out["application_id"].tolist() == frame["application_id"].tolist()
     )
     assert np.max(np.abs(out["score"] - model.decision_function(frame))) <= TOL
+    with pytest.raises(ConfigError, match="inside the input folder"):
+        score_file(model, tmp_path / "book", tmp_path / "book" / "scores.parquet")
     frame.iloc[:10].drop(columns=["dti"]).to_parquet(tmp_path / "book" / "part-2.parquet")
     fails(
         model,

@@ -223,6 +223,11 @@ def score_file(
         )
     if target.is_dir():
         raise ConfigError(f"The output {str(target)!r} is a folder; give a file name.")
+    if source.is_dir() and target.resolve().is_relative_to(source.resolve()):
+        raise ConfigError(
+            f"The output {str(target)!r} is inside the input folder {str(source)!r}; the "
+            "next run would read the scores as input. Write them elsewhere."
+        )
     n_threads = threads or os.cpu_count() or 1
     out_names = _output_names(keep, top if reasons else 0)
     explain = None
