@@ -406,11 +406,14 @@ def test_a_record_that_cannot_be_encoded_is_counted_not_raised(tmp_path, caplog)
         plog.submit(record(1))  # fills the queue
         plog.submit(record(2, score=None))  # spilled on the request path: cannot be encoded
         plog.submit(record(3))  # spilled with it
-    gated.gate.set()
-    assert plog.flush(timeout=60, drain_spool=True)
+        gated.gate.set()
+        plog.submit(record(4, version=2**70))  # through the writer: it cannot sink a batch
+        plog.submit(record(5))
+        assert plog.flush(timeout=60, drain_spool=True)
     stats = plog.stats()
-    assert (stats.accepted, stats.written, stats.lost) == (4, 3, 1)
+    assert (stats.accepted, stats.written, stats.lost) == (6, 4, 2)
     assert "could not be encoded (TypeError)" in caplog.text
+    assert "could not be encoded (ValueError)" in caplog.text
     plog.close()
 
 

@@ -141,12 +141,15 @@ def record_key(record: PredictionRecord, entity_sorted: str | None = None) -> st
 def encode(record: PredictionRecord) -> Row:
     """One record as a row of :data:`SCHEMA` (JSON text for its dicts and lists)."""
     entity_sorted = dumps(record.entity, sort_keys=True)
+    version = int(record.version)
+    if not -(2**63) <= version < 2**63:  # checked here, so one record cannot sink a batch
+        raise ValueError(f"a model version must fit 64 bits, got {version}")
     return (
         record_key(record, entity_sorted),
         _text(record.request_id),
         as_utc(record.time, what="record.time"),
         _text(record.model),
-        int(record.version),
+        version,
         _text(record.role),
         _text(record.decision),
         float(record.score),

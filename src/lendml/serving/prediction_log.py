@@ -507,7 +507,16 @@ class PredictionLog(PredictionSink):
             rows, self._buffer, self._buffer_since = self._buffer, [], None
             if not rows:
                 return
-            batch = (new_batch_id(), rows_to_table(rows))
+            try:
+                batch = (new_batch_id(), rows_to_table(rows))
+            except Exception as exc:  # encode() checks every value; this is a last guard
+                self._counts["lost"] += len(rows)
+                log.error(
+                    "prediction log: %d records lost: they could not form a batch (%s)",
+                    len(rows),
+                    type(exc).__name__,
+                )
+                return
             self._inflight = batch
         try:
             backlog = time.monotonic() < self._retry_at or bool(self.spool.files())
