@@ -325,6 +325,31 @@ def test_erase_removes_exactly_one_entity_from_store_and_spool(env):
     assert plog.erase("customer_id", 3).total == 0
 
 
+def test_erase_matches_values_by_their_text_in_every_store(env):
+    values = [42, "42", "x y", "ü", -3, 4.0, True, "true", None, "C-1"]
+    plog = env.open()
+    for i, v in enumerate(values * 3):
+        plog.submit(record(i, entity={"customer_id": v, "branch": "b1"}))
+    plog.submit(record(99, entity={"other_key": 42}))  # no customer_id at all
+    plog.close()
+
+    def text(v) -> str:  # the documented rule, written out independently
+        return v if isinstance(v, str) else json.dumps(v)
+
+    erased: set[str] = set()
+    for target in ("42", "x y", "ü", -3, "4.0", "true", "null"):
+        report = env.open().erase("customer_id", target)
+        erased.add(text(target))
+        kept = [
+            f"req-{i:06d}"
+            for i, v in enumerate(values * 3)
+            if v is None or text(v) not in erased  # a null key matches nothing
+        ]
+        assert sorted(request_ids(env.read())) == sorted([*kept, "req-000099"]), target
+        matched = sum(v is not None and text(v) == text(target) for v in values)
+        assert report.store == 3 * matched, target
+
+
 def test_cli_erase_and_show(env):
     project = env.yaml()
     plog = env.open()

@@ -205,7 +205,11 @@ def entity_mask(table: pa.Table, key: str, value: Any) -> pa.ChunkedArray:
             flags.append(False)
             continue
         entity = loads(text)
-        flags.append(isinstance(entity, dict) and key in entity and key_text(entity[key]) == want)
+        flags.append(  # a null key matches nothing (as in PostgreSQL's ->>)
+            isinstance(entity, dict)
+            and entity.get(key) is not None
+            and key_text(entity[key]) == want
+        )
     return pa.chunked_array([pa.array(flags, type=pa.bool_())])
 
 
