@@ -345,7 +345,9 @@ def test_the_docs_name_every_setting_and_command():
 def test_no_record_values_reach_the_describe_helper_for_store_errors(tmp_path):
     # Store failures are logged as class and first line; an OSError names a path only.
     err = NotADirectoryError(20, "Not a directory", os.fspath(tmp_path / "x"))
-    text = prediction_log_module._describe(err)
+    from lendml.serving._predlog_writer import _describe
+
+    text = _describe(err)
     assert text.startswith("NotADirectoryError:") and "\n" not in text
 
 
