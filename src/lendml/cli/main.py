@@ -55,6 +55,7 @@ def _quiet_libraries() -> None:
     logging.getLogger("mlflow").setLevel(logging.WARNING)
     logging.getLogger("alembic").setLevel(logging.WARNING)
 
+
 # Kept under their old names for the commands below.
 _project = open_project
 
