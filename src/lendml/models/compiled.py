@@ -2,7 +2,8 @@
 
 :class:`CompiledScorer` turns a LightGBM text model into machine code with
 `lleaves <https://github.com/siboehm/lleaves>`_ and returns the same raw scores (log-odds)
-as ``Booster.predict(raw_score=True)``, several times faster, on all cores.
+as ``Booster.predict(raw_score=True)``, faster (2.4x for a 500-tree × 63-leaf model in
+``benchmarks/serving/bench_batch.py``), on all cores.
 
 Compiling a 500-tree model takes minutes, so the object code is cached on local disk,
 keyed by the sha256 of the model text (plus the compiler's versions, options and the
