@@ -295,3 +295,14 @@ def test_default_cache_dir_follows_the_environment(monkeypatch, tmp_path: Path) 
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
     assert default_cache_dir() == tmp_path / "xdg" / "lendml" / "compiled"
     assert os.fspath(default_cache_dir()).endswith(os.path.join("lendml", "compiled"))
+
+
+def test_an_unwritable_cache_still_scores_compiled(fitted, tmp_path: Path, caplog) -> None:
+    model, X = fitted
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("a file where the cache folder should be")
+    with caplog.at_level(logging.WARNING, logger="lendml.models.compiled"):
+        scorer = CompiledScorer.from_model(model, cache_dir=blocker)
+    assert scorer.backend_ == "lleaves" and not scorer.from_cache_
+    assert "Could not cache the compiled model" in caplog.text
+    assert _max_gap(scorer.predict_raw(model.schema_.encode(X)), model.decision_function(X)) <= TOL

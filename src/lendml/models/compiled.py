@@ -311,7 +311,15 @@ class CompiledScorer:
                 )
                 compiled.compile(cache=str(obj_file), **_OPTIONS)
                 if path is not None and obj_file.is_file():
-                    _write_entry(path, header, obj_file.read_bytes())
+                    try:
+                        _write_entry(path, header, obj_file.read_bytes())
+                    except OSError as exc:  # a read-only or full disk: score uncached
+                        log.warning(
+                            "Could not cache the compiled model in %s (%s); it will be "
+                            "compiled again next time.",
+                            path.parent,
+                            exc,
+                        )
         return compiled
 
 
