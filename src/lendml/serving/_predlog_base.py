@@ -312,6 +312,9 @@ def _flat_arrow(column: pa.ChunkedArray, n: int) -> pa.Table | None:
     return parsed
 
 
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
+
+
 def _column(values: list[Any]) -> Any:
     """Numbers with gaps as float64 (NaN for missing), ints as int64, booleans without
     gaps as bool, others as objects."""
@@ -320,10 +323,10 @@ def _column(values: list[Any]) -> Any:
         return pd.array(values, dtype=bool)
     if present and all(isinstance(v, int | float) and not isinstance(v, bool) for v in present):
         if len(present) == len(values) and all(isinstance(v, int) for v in present):
-            try:
+            # pandas may wrap an int beyond 64 bits silently: keep those exact as objects
+            if all(_INT64_MIN <= v <= _INT64_MAX for v in present):
                 return pd.array(values, dtype="int64")
-            except OverflowError:
-                return pd.array(values, dtype=object)
+            return pd.array(values, dtype=object)
         return pd.array([math.nan if v is None else float(v) for v in values], dtype="float64")
     return pd.array(values, dtype=object)
 
