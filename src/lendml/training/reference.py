@@ -46,13 +46,15 @@ def model_metadata(
     protected: Sequence[str] = (),
     extra: dict[str, Any] | None = None,
     train: pd.DataFrame | None = None,
+    p_bad: np.ndarray | None = None,
 ) -> dict[str, Any]:
     """The metadata saved inside the model artifact (``Model.metadata_`` after loading).
 
     Keys: ``run_id``, ``protected`` (never reasons), ``drift_reference`` (when ``train``,
     the training rows' inputs, is given), ``reference_point``
     (:meth:`ReferencePoint.to_dict`, or absent when the rows cannot give one — then a
-    serving config must name a reference) and whatever ``extra`` adds.
+    serving config must name a reference) and whatever ``extra`` adds. ``p_bad``: the
+    model's P(bad) on ``frame`` when already computed.
     """
     out: dict[str, Any] = {"run_id": run_id, "protected": list(protected), **(extra or {})}
     if train is not None and len(train):
@@ -66,7 +68,8 @@ def model_metadata(
         ).to_dict()
     if not len(frame):
         return out
-    p_bad = model.predict_proba(frame)[:, 1]
+    if p_bad is None or len(p_bad) != len(frame):
+        p_bad = model.predict_proba(frame)[:, 1]
     cut = float(cutoff) if cutoff is not None else default_cutoff(p_bad)
     try:
         ref, p_ref = approved_reference(model, frame, p_bad, cut)

@@ -217,6 +217,7 @@ def train_table(
             cutoff=cutoff,
             protected=spec.protected,
             train=(train_rows if oot else frame)[result.inputs],
+            p_bad=result.test_score if oot else None,
         )
         _record(
             run,
@@ -450,6 +451,7 @@ def train_service_frame(
             cutoff=config.evaluation.cutoff,
             protected=config.protected,
             train=frame.iloc[split.train][inputs],
+            p_bad=fit.predictions["test"],
             extra={
                 "feature_service": data.service,
                 "feature_service_version": data.service_version,
