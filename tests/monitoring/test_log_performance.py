@@ -81,3 +81,61 @@ def test_bad_outcome_tables_are_refused(served):
         log_performance(
             log, outcomes, key="borrower_id", label="defaulted", observed_at="known_at", as_of=DAY0
         )
+
+
+def test_cli_monitor_performance(tmp_path):
+    from typer.testing import CliRunner
+
+    from lendml import Project
+    from lendml.cli.main import app
+
+    rng = np.random.default_rng(5)
+    X = _applicants(2000, rng)
+    model = LightGBMModel(n_estimators=10, early_stopping_rounds=0).fit(
+        X, (rng.random(2000) < 0.2).astype(int)
+    )
+    project = Project.init(tmp_path / "proj", name="proj")
+    path = project.config.prediction_log.path
+    project.close()
+    _serve(model, project.root, days=2, version=1, rng=rng, n=100, path=path)
+    log = read_prediction_log(project.config.prediction_log, project.root)
+    outcomes = pd.DataFrame(
+        {
+            "customer_id": log["entity.customer_id"],
+            "bad": (rng.random(len(log)) < 0.3).astype(int),
+            "seen": log["time"] + pd.Timedelta(days=30),
+        }
+    )
+    outcomes.to_parquet(tmp_path / "outcomes.parquet")
+    out = tmp_path / "perf.json"
+    res = CliRunner().invoke(
+        app,
+        [
+            "monitor",
+            "performance",
+            "--model",
+            "pd",
+            "--outcomes",
+            str(tmp_path / "outcomes.parquet"),
+            "--key",
+            "customer_id",
+            "--label",
+            "bad",
+            "--observed-at",
+            "seen",
+            "--as-of",
+            "2025-06-01",
+            "--out",
+            str(out),
+            "--project",
+            str(project.root),
+        ],
+    )
+    assert res.exit_code == 0, res.output
+    rows = pd.read_json(out)
+    assert rows.loc[0, "decisions"] == 200 and rows.loc[0, "mature"] == 200
+    assert rows.loc[0, "bad_rate"] == pytest.approx(outcomes["bad"].mean())
+    res = CliRunner().invoke(
+        app, ["monitor", "performance", "--model", "pd", "--project", str(project.root)]
+    )
+    assert res.exit_code == 2 and "--outcomes" in res.output

@@ -80,3 +80,62 @@ def drift_cmd(
     )
     if n_alerts:
         raise typer.Exit(1)
+
+
+@monitor_app.command("performance")
+@handle_errors
+def performance_cmd(
+    model: Annotated[str, typer.Option("--model", "-m", help="Registered model name.")] = "",
+    outcomes: Annotated[
+        Path | None, typer.Option("--outcomes", help="Outcomes table (.parquet or .csv).")
+    ] = None,
+    key: Annotated[str, typer.Option(help="Entity key column (as logged).")] = "",
+    label: Annotated[str, typer.Option(help="Outcome column, 1 = bad.")] = "label",
+    observed_at: Annotated[
+        str, typer.Option("--observed-at", help="When each outcome became known.")
+    ] = "observed_at",
+    as_of: Annotated[
+        str | None, typer.Option("--as-of", help="Measure at this time (default: now).")
+    ] = None,
+    version: Annotated[int | None, typer.Option(help="Only this version's decisions.")] = None,
+    out: Annotated[Path | None, typer.Option("--out", help="Write the table as JSON.")] = None,
+    project: ProjectOpt = Path("."),
+) -> None:
+    """Realised performance of a model's served decisions by vintage, mature labels only."""
+    from datetime import UTC, datetime
+
+    import pandas as pd
+
+    from lendml.errors import ConfigError
+    from lendml.monitoring.performance import log_performance
+    from lendml.serving.prediction_log import read_prediction_log
+
+    if not model or outcomes is None or not key:
+        raise ConfigError("--model, --outcomes and --key are required.")
+    if not outcomes.is_file():
+        raise ConfigError(f"--outcomes {str(outcomes)!r} is not a file.")
+    if outcomes.suffix == ".parquet":
+        table = pd.read_parquet(outcomes)
+    elif outcomes.name.endswith((".csv", ".csv.gz")):
+        table = pd.read_csv(outcomes)
+    else:
+        raise ConfigError(f"--outcomes must be .parquet, .csv or .csv.gz; got {outcomes.name!r}.")
+    when = as_of or datetime.now(UTC).isoformat()
+    with open_project(project) as p:
+        log = read_prediction_log(p.config.prediction_log, p.root, model=model)
+    if log.empty:
+        raise ConfigError(f"The prediction log holds no decision of model {model!r}.")
+    perf = log_performance(
+        log, table, key=key, label=label, observed_at=observed_at, as_of=when, version=version
+    )
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = out.with_name(f".{out.name}.tmp")
+        tmp.write_text(perf.to_json(orient="records", indent=2))
+        tmp.replace(out)
+    view = Table(title=f"{model}: realised performance by vintage as of {when}")
+    for col in perf.columns:
+        view.add_column(col, justify="left" if col == "vintage" else "right")
+    for row in perf.itertuples(index=False):
+        view.add_row(*(f"{v:.3f}" if isinstance(v, float) else str(v) for v in row))
+    console.print(view)
