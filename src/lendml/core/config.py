@@ -14,8 +14,16 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
+from lendml.core.timeutil import parse_duration
 from lendml.errors import ConfigError
 
 CONFIG_FILE = "lendml.yaml"
@@ -214,6 +222,85 @@ EngineSettings = Annotated[DuckDBSettings | SparkSettings, Field(discriminator="
 OnlineStoreSettings = Annotated[SQLiteSettings | RedisSettings, Field(discriminator="type")]
 
 
+class LoopTriggerSettings(_Strict):
+    """When a loop pass retrains: any trigger that fires starts a challenger."""
+
+    # retrain when the champion's newest training data is older than this (None: never)
+    schedule: str | None = "90d"
+    # a drift alert (PSI above its noise floor) in the champion's latest log window
+    drift: bool = True
+    drift_window: str = "7d"
+    # realised AUC of served decisions on mature labels below the champion's test AUC
+    # minus this (None: off); only vintages with at least min_labels outcomes count
+    decay_auc_drop: float | None = Field(default=0.03, gt=0, lt=1)
+    min_labels: int = Field(default=300, ge=30)
+    # new labels matured since the champion's training data ended (None: off)
+    mature_labels: int | None = Field(default=None, ge=1)
+
+    @field_validator("schedule", "drift_window")
+    @classmethod
+    def _duration(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_duration(value)
+        return value
+
+
+class LoopWindowSettings(_Strict):
+    """The newest window a challenger learns from, ending at the newest mature label."""
+
+    train: str | None = "365d"  # None: all the history before the validation window
+    valid: str = "60d"
+    test: str = "60d"
+
+    @field_validator("train", "valid", "test")
+    @classmethod
+    def _duration(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_duration(value)
+        return value
+
+
+class GateSettings(_Strict):
+    """What a challenger must show, on the same out-of-time rows as the champion."""
+
+    margin: float = Field(default=0.01, gt=0, lt=0.5)  # DeLong non-inferiority margin
+    alpha: float = Field(default=0.05, gt=0, lt=0.5)  # one-sided level of both tests
+    # mean predicted P(bad) / observed bad rate must lie in [low, high]
+    calibration: tuple[float, float] = (0.8, 1.25)
+    min_air: float = Field(default=0.8, gt=0, le=1)  # or not below the champion's AIR
+    score_psi_max: float = Field(default=0.25, gt=0)  # challenger vs champion scores
+    min_rows: int = Field(default=500, ge=10)  # labelled rows in the comparison window
+
+    @field_validator("calibration")
+    @classmethod
+    def _bounds(cls, value: tuple[float, float]) -> tuple[float, float]:
+        low, high = value
+        if not 0 < low <= 1 <= high:
+            raise ValueError("calibration must be [low, high] with 0 < low <= 1 <= high")
+        return value
+
+
+class LoopSettings(_Strict):
+    """``loop:`` in ``lendml.yaml``: the continuous-learning loop (``lendml loop run``)."""
+
+    model: str | None = None  # registered model name (default: the train config's name)
+    train_config: str = "train.yaml"
+    state: str = "data/loop"  # lock, step outputs and the audit log
+    every: str = "1d"  # the daemon's period; as-of times are floored to it
+    trials: int | None = Field(default=None, ge=0)  # challenger tuning trials (default: config)
+    shadow: str | None = None  # e.g. "14d": serve the challenger in shadow before promotion
+    triggers: LoopTriggerSettings = Field(default_factory=LoopTriggerSettings)
+    window: LoopWindowSettings = Field(default_factory=LoopWindowSettings)
+    gate: GateSettings = Field(default_factory=GateSettings)
+
+    @field_validator("every", "shadow")
+    @classmethod
+    def _duration(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_duration(value)
+        return value
+
+
 class ProjectConfig(_Strict):
     """The contents of ``lendml.yaml``."""
 
@@ -227,6 +314,7 @@ class ProjectConfig(_Strict):
     tracking: TrackingSettings = Field(default_factory=TrackingSettings)
     serving: ServingSettings = Field(default_factory=ServingSettings)
     prediction_log: PredictionLogSettings = Field(default_factory=ParquetLogSettings)
+    loop: LoopSettings = Field(default_factory=LoopSettings)
 
 
 def _format_validation(exc: ValidationError, where: str) -> str:
