@@ -125,6 +125,12 @@ class TrainingError(LendmlError, RuntimeError):
     http_status = 422
 
 
+class LoopBusy(LendmlError, RuntimeError):
+    """Another loop pass holds the project's loop lock."""
+
+    http_status = 409
+
+
 __all__ = [
     "ArtifactError",
     "ConfigError",
@@ -132,6 +138,7 @@ __all__ = [
     "DefinitionError",
     "EngineError",
     "FeatureNotFound",
+    "LoopBusy",
     "LeakageError",
     "LendmlError",
     "ModelNotFound",

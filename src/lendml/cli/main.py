@@ -23,6 +23,7 @@ from lendml.cli.common import (
 )
 from lendml.cli.keys import keys_app
 from lendml.cli.log import log_app
+from lendml.cli.loop import loop_app
 from lendml.cli.models import models_app
 from lendml.cli.monitor import monitor_app
 
@@ -41,6 +42,7 @@ app.add_typer(models_app, name="models")
 app.add_typer(keys_app, name="keys")
 app.add_typer(log_app, name="log")
 app.add_typer(monitor_app, name="monitor")
+app.add_typer(loop_app, name="loop")
 
 train_commands.register(app)
 serve_commands.register(app)

@@ -16,6 +16,7 @@ Markdown model card; the building blocks are public too:
 * champion vs challenger — :func:`compare_auc` (paired DeLong, non-inferiority).
 """
 
+from lendml.evaluation._checks import jsonable
 from lendml.evaluation.calibration import (
     Calibration,
     HosmerLemeshow,
@@ -63,6 +64,7 @@ __all__ = [
     "fit_frame_bins",
     "gains_table",
     "hosmer_lemeshow",
+    "jsonable",
     "ks_statistic",
     "metrics_by_group",
     "metrics_by_period",

@@ -85,6 +85,10 @@ class SplitSpec(_Strict):
     valid_fraction: float = Field(default=0.15, gt=0, lt=0.5)
     test_fraction: float = Field(default=0.15, gt=0, lt=0.5)
     gap: str | None = None  # default: the label's maturity (0 when none)
+    # "boundary": a row's label counts only if observed before the next window starts
+    # (a strict backtest); "cutoff": every label observed by the label cutoff counts
+    # (retraining at a point in time, as the loop does; windows stay disjoint in time)
+    labels_known_at: Literal["boundary", "cutoff"] = "boundary"
     folds: int = Field(default=0, ge=0, le=20)  # grouped k-fold inside the train window
     group: str | None = None  # e.g. borrower_id: no group in two folds
     seed: int = 42

@@ -322,8 +322,11 @@ def split_service_frame(data: ServiceFrame, config: TrainConfig, y: np.ndarray) 
             raise ConfigError(
                 f"split.time_column {time_col!r} is not a column of the training set."
             )
-        gap_text = s.gap or config.label.maturity
-        observed = frame[config.label.observed_at] if config.label.observed_at else None
+        strict = s.labels_known_at == "boundary"
+        gap_text = s.gap or (config.label.maturity if strict else None)
+        observed = (
+            frame[config.label.observed_at] if config.label.observed_at and strict else None
+        )
         split = out_of_time_split(
             frame[time_col],
             labels,

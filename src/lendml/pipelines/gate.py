@@ -1,0 +1,263 @@
+"""The promotion gate: what a challenger must show against the champion on the same rows.
+
+Both models score the same labelled, out-of-time rows (the newest mature window). The
+challenger passes only when every check passes:
+
+* ``rows``: at least ``min_rows`` labelled rows with both outcomes;
+* ``non_inferior``: the paired DeLong test says the challenger's AUC is not worse than
+  the champion's by more than ``margin`` (one-sided, level ``alpha``);
+* ``better``: the challenger's AUC is higher by DeLong at ``alpha`` — or a drift or decay
+  trigger brought it in (the champion is known to be degraded, so non-inferior suffices);
+* ``calibration``: mean predicted P(bad) / observed bad rate within the bounds;
+* ``fairness``: the adverse impact ratio of every protected group at the cutoff is at least
+  ``min_air`` or not below the champion's (skipped, and said so, without a cutoff or
+  protected columns);
+* ``score_psi``: PSI of the challenger's scores against the champion's on the same rows
+  (frozen decile bins of the champion) is at most ``score_psi_max`` — a bigger move of the
+  score distribution changes the approval book more than a model refresh should.
+
+A check that cannot be computed fails (the gate fails closed) and says why.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from lendml.core.config import GateSettings
+from lendml.evaluation import compare_auc, fair_lending, fit_bins, jsonable, psi
+
+# Triggers that show the champion degraded: with one of them, non-inferior is enough.
+DEGRADATION_TRIGGERS = ("drift", "decay")
+
+
+@dataclass(frozen=True)
+class Check:
+    """One gate check with its evidence."""
+
+    name: str
+    passed: bool
+    value: Any
+    threshold: Any
+    detail: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return jsonable(
+            {
+                "name": self.name,
+                "passed": self.passed,
+                "value": self.value,
+                "threshold": self.threshold,
+                "detail": self.detail,
+            }
+        )
+
+
+@dataclass(frozen=True)
+class GateResult:
+    """Every check, the DeLong comparison and the verdict."""
+
+    passed: bool
+    checks: tuple[Check, ...]
+    comparison: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def failed(self) -> list[Check]:
+        return [c for c in self.checks if not c.passed]
+
+    @property
+    def summary(self) -> str:
+        """One line: passed, or the failed checks' details."""
+        if self.passed:
+            return "passed: " + "; ".join(c.detail for c in self.checks)
+        return "failed: " + "; ".join(c.detail for c in self.failed)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "passed": self.passed,
+            "summary": self.summary,
+            "checks": [c.to_dict() for c in self.checks],
+            "comparison": self.comparison,
+        }
+
+
+def _rows_check(y: np.ndarray, settings: GateSettings) -> Check:
+    n, bad = len(y), int(y.sum())
+    ok = n >= settings.min_rows and 2 <= bad <= n - 2
+    return Check(
+        "rows",
+        ok,
+        {"rows": n, "bads": bad},
+        settings.min_rows,
+        f"{n:,} labelled rows ({bad:,} bad)"
+        + ("" if ok else f": need at least {settings.min_rows:,} with both outcomes"),
+    )
+
+
+def _auc_checks(
+    y: np.ndarray,
+    champion: np.ndarray,
+    challenger: np.ndarray,
+    settings: GateSettings,
+    triggers: Sequence[str],
+) -> tuple[list[Check], dict[str, Any]]:
+    cmp = compare_auc(y, champion, challenger, margin=settings.margin, alpha=settings.alpha)
+    diff = f"AUC {cmp.auc_challenger:.4f} vs champion {cmp.auc_champion:.4f} (diff {cmp.diff:+.4f})"
+    non_inferior = Check(
+        "non_inferior",
+        cmp.noninferior,
+        {"diff": cmp.diff, "ci_low": cmp.ci_low, "p": cmp.p_noninferiority},
+        {"margin": settings.margin, "alpha": settings.alpha},
+        f"{diff}, non-inferiority p={cmp.p_noninferiority:.3g}"
+        + (" < " if cmp.noninferior else " ≥ ")
+        + f"{settings.alpha} at margin {settings.margin}",
+    )
+    degraded = [t for t in triggers if t in DEGRADATION_TRIGGERS]
+    if cmp.superior:
+        why = f"better by DeLong (p={cmp.p_superiority:.3g} < {settings.alpha})"
+    elif degraded:
+        why = (
+            f"not better by DeLong (p={cmp.p_superiority:.3g}) but brought in by "
+            f"{' and '.join(degraded)}"
+        )
+    else:
+        why = (
+            f"not better by DeLong (p={cmp.p_superiority:.3g} ≥ {settings.alpha}) and no "
+            "drift or decay trigger"
+        )
+    better = Check(
+        "better",
+        bool(cmp.superior or degraded),
+        {"p_superiority": cmp.p_superiority, "triggers": list(triggers)},
+        {"alpha": settings.alpha, "or_triggers": list(DEGRADATION_TRIGGERS)},
+        why,
+    )
+    return [non_inferior, better], cmp.to_dict()
+
+
+def _calibration_check(y: np.ndarray, challenger: np.ndarray, settings: GateSettings) -> Check:
+    low, high = settings.calibration
+    bad_rate = float(y.mean())
+    mean = float(challenger.mean())
+    ratio = mean / bad_rate if bad_rate > 0 else float("inf")
+    ok = low <= ratio <= high
+    return Check(
+        "calibration",
+        ok,
+        {"mean_predicted": mean, "bad_rate": bad_rate, "ratio": ratio},
+        [low, high],
+        f"mean P(bad) {mean:.4f} / bad rate {bad_rate:.4f} = {ratio:.3f}"
+        + (" within " if ok else " outside ")
+        + f"[{low}, {high}]",
+    )
+
+
+def _air_table(score: np.ndarray, protected: pd.DataFrame, cutoff: float) -> pd.DataFrame:
+    table = fair_lending(score, protected, cutoff=cutoff).table
+    return table[~table["is_reference"]][["attribute", "group", "air"]]
+
+
+def _fairness_check(
+    champion: np.ndarray,
+    challenger: np.ndarray,
+    protected: pd.DataFrame | None,
+    cutoff: float | None,
+    settings: GateSettings,
+) -> Check:
+    if protected is None or protected.empty or protected.shape[1] == 0:
+        return Check("fairness", True, None, settings.min_air, "no protected columns: not tested")
+    if cutoff is None:
+        return Check(
+            "fairness",
+            True,
+            None,
+            settings.min_air,
+            "no approval cutoff configured: adverse impact not tested",
+        )
+    new = _air_table(challenger, protected, cutoff)
+    old = _air_table(champion, protected, cutoff)
+    both = new.merge(old, on=["attribute", "group"], how="left", suffixes=("", "_champion"))
+    # A group fails when its AIR is below the floor and also below the champion's.
+    low = both[(both["air"] < settings.min_air) & ~(both["air"] >= both["air_champion"] - 1e-12)]
+    rows = both.astype(object).where(both.notna(), None).to_dict("records")
+    if low.empty:
+        worst = both["air"].min() if not both.empty else float("nan")
+        return Check(
+            "fairness",
+            True,
+            rows,
+            settings.min_air,
+            f"lowest adverse impact ratio {worst:.3f} at cutoff {cutoff} "
+            f"(≥ {settings.min_air} or not below the champion's)",
+        )
+    names = ", ".join(
+        f"{r.attribute}={r.group} AIR {r.air:.3f} (champion {r.air_champion:.3f})"
+        for r in low.itertuples()
+    )
+    return Check(
+        "fairness",
+        False,
+        rows,
+        settings.min_air,
+        f"adverse impact below {settings.min_air}: {names}",
+    )
+
+
+def _score_psi_check(champion: np.ndarray, challenger: np.ndarray, settings: GateSettings) -> Check:
+    value = psi(fit_bins(champion, n_bins=10, kind="numeric"), challenger).value
+    ok = value <= settings.score_psi_max
+    return Check(
+        "score_psi",
+        ok,
+        value,
+        settings.score_psi_max,
+        f"score PSI vs champion {value:.3f}"
+        + (" ≤ " if ok else " > ")
+        + f"{settings.score_psi_max}",
+    )
+
+
+def gate(
+    y_true: Any,
+    champion: Any,
+    challenger: Any,
+    *,
+    settings: GateSettings | None = None,
+    triggers: Sequence[str] = (),
+    protected: pd.DataFrame | None = None,
+    cutoff: float | None = None,
+) -> GateResult:
+    """Decide whether ``challenger`` may replace ``champion`` (P(bad) scores, same rows).
+
+    ``triggers`` are the loop triggers that fired (``drift``, ``decay``, ``schedule``,
+    ``labels``); ``protected`` holds the protected attributes of the same rows (fairness
+    tests only); ``cutoff`` is the approval cutoff (approve when P(bad) < cutoff).
+    """
+    settings = settings or GateSettings()
+    y = np.asarray(y_true, dtype=float)
+    a = np.asarray(champion, dtype=float)
+    b = np.asarray(challenger, dtype=float)
+    checks = [_rows_check(y, settings)]
+    comparison: dict[str, Any] = {}
+    if checks[0].passed:
+        for name, compute in (
+            ("auc", lambda: _auc_checks(y, a, b, settings, triggers)),
+            ("calibration", lambda: ([_calibration_check(y, b, settings)], None)),
+            ("fairness", lambda: ([_fairness_check(a, b, protected, cutoff, settings)], None)),
+            ("score_psi", lambda: ([_score_psi_check(a, b, settings)], None)),
+        ):
+            try:
+                found, extra = compute()
+            except Exception as exc:  # a check that cannot be computed fails the gate
+                found, extra = [Check(name, False, None, None, f"{name} not computed: {exc}")], None
+            checks.extend(found)
+            if extra:
+                comparison = extra
+    return GateResult(all(c.passed for c in checks), tuple(checks), comparison)
+
+
+__all__ = ["Check", "GateResult", "gate"]
