@@ -16,59 +16,10 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-import pyarrow.parquet as pq
 from rich.console import Console
 from rich.table import Table
 
-LENDING_FEATURES = '''\
-"""Features of the synthetic lending world (lendml datasets synth)."""
-
-from lendml import (
-    Aggregation, Derived, DerivedView, Entity, Feature, FeatureService, FeatureView, Source,
-)
-
-borrower = Entity("borrower", key="borrower_id")
-
-transactions = Source.parquet("data/world/transactions", timestamp="tx_at")
-bureau = Source.parquet("data/world/bureau", timestamp="snapshot_at")
-
-spending = FeatureView(
-    "spending", entity=borrower, source=transactions,
-    aggregations=[
-        Aggregation("amount", "count", window="30d", name="tx_count_30d"),
-        Aggregation("amount", "sum", window="90d", where="direction = 'debit'", name="spend_90d"),
-        Aggregation("amount", "sum", window="90d", where="direction = 'credit'", name="income_90d"),
-        Aggregation("amount", "mean", window="30d", where="direction = 'debit'", name="avg_spend_30d"),
-        Aggregation("amount", "max", window="30d", name="max_amount_30d"),
-        Aggregation("amount", "std", window="90d", where="direction = 'debit'", name="std_spend_90d"),
-        Aggregation("amount", "count", window="30d", where="category IN ('cash_advance', 'gambling')",
-                    name="risky_tx_30d"),
-        Aggregation("category", "count_distinct", window="90d", name="categories_90d"),
-    ],
-)
-
-credit_file = FeatureView(
-    "credit_file", entity=borrower, source=bureau, ttl="62d",
-    features=[
-        Feature("fico"),
-        Feature("revolving_utilization", name="utilization"),
-        Feature("delinquencies_12m"),
-        Feature("inquiries_6m"),
-    ],
-)
-
-ratios = DerivedView(
-    "application_ratios",
-    [
-        Derived("loan_to_income", "loan_amount / (stated_income * 12)"),
-        Derived("spend_to_income_90d", "spend_90d / income_90d"),
-        Derived("applied_at_night", "hour(as_of) <= 5"),
-    ],
-    request_fields={"loan_amount": "number", "stated_income": "number"},
-)
-
-credit_v1 = FeatureService("credit_v1", [spending, credit_file, ratios])
-'''
+from lendml.pipelines.world import LENDING_FEATURES, world_spine
 
 TRAIN_YAML = """\
 # Train a probability-of-default model on the credit_v1 feature service (lendml train).
@@ -127,27 +78,7 @@ def run_demo(directory: Path, *, borrowers: int = 3000, seed: int = 42, console:
         f"(feature service credit_v1@{project.get_feature_service('credit_v1').version})"
     )
 
-    apps = pq.read_table(world / "applications").to_pandas()
-    outcomes = pq.read_table(world / "outcomes").to_pandas()
-    people = pq.read_table(world / "borrowers").to_pandas()
-    spine = apps.merge(
-        outcomes[["application_id", "defaulted", "observed_at"]], on="application_id"
-    ).merge(people[["borrower_id", "gender", "age_group", "ethnicity"]], on="borrower_id")
-    spine = spine.rename(columns={"applied_at": "as_of"})[
-        [
-            "application_id",
-            "borrower_id",
-            "as_of",
-            "loan_amount",
-            "stated_income",
-            "term_months",
-            "defaulted",
-            "observed_at",
-            "gender",
-            "age_group",
-            "ethnicity",
-        ]
-    ]
+    spine = world_spine(world)
     spine.to_parquet(project.root / "data" / "spine.parquet")
     cutoff = spine["as_of"].max()
     with console.status(f"3/{steps} Building a point-in-time training set…"):
