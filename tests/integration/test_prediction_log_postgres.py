@@ -95,6 +95,39 @@ def test_a_batch_written_twice_is_kept_once(database):
     store.close()
 
 
+# The table as lendml made it before the approval holdout (format 1).
+_FORMAT_1 = """
+CREATE TABLE prediction_log (
+    id bigint GENERATED ALWAYS AS IDENTITY, record_key text PRIMARY KEY,
+    request_id text NOT NULL, time timestamptz NOT NULL, model text NOT NULL,
+    version bigint NOT NULL, role text NOT NULL, decision text NOT NULL,
+    score double precision, probability double precision, reasons jsonb NOT NULL,
+    entity jsonb NOT NULL, features jsonb NOT NULL
+)
+"""
+
+
+def test_a_table_made_before_the_holdout_columns_is_read_and_then_migrated(database):
+    sql(database, _FORMAT_1)
+    sql(
+        database,
+        "INSERT INTO prediction_log (record_key, request_id, time, model, version, role, "
+        "decision, reasons, entity, features) VALUES ('k0', 'old', '2026-11-01T00:00:00Z', "
+        "'credit_pd', 1, 'champion', 'decline', '[]', '{}', '{}')",
+    )
+    store = PostgresLogStore(database, "prediction_log")
+    before = store.read()  # a reader never alters the table
+    assert before["policy_decision"].to_pylist() == [None]
+    assert before["explore"].to_pylist() == [None]
+    new = record(1, policy_decision="decline", explore=True)
+    assert store.write_batch(rows_to_table([encode(new)]), batch_id="b1") == 1  # migrates
+    got = store.read()
+    assert got["request_id"].to_pylist() == ["old", "req-000001"]
+    assert got["policy_decision"].to_pylist() == [None, "decline"]
+    assert got["explore"].to_pylist() == [None, True]
+    store.close()
+
+
 def test_killed_connections_under_load_lose_nothing(database, tmp_path, monkeypatch):
     monkeypatch.setenv("PREDLOG_URL", database)
     plog = open_prediction_log(settings("PREDLOG_URL"), tmp_path)

@@ -40,6 +40,8 @@ def test_the_documented_configuration_and_reason_map_are_valid():
     policy = settings.for_model("credit_pd")
     assert policy.decision.approve_below == 0.35 and policy.canary.percent == 10
     assert policy.missing.features == {"income": "reject", "utilization": 0.5}
+    assert policy.decision.explore.percent == 2
+    assert policy.decision.explore.keys == ("borrower_id",)
     assert ReasonMap.from_dict(reason_map) == ReasonMap.from_dict(REASON_MAP)
 
 

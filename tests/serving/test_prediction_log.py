@@ -16,6 +16,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pandas as pd
+import pyarrow as pa
+import pyarrow.ipc as ipc
 import pyarrow.parquet as pq
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -272,6 +274,30 @@ def test_a_log_opened_without_a_writer_spools_what_it_is_given(tmp_path):
     with open_prediction_log(parquet_settings(), tmp_path) as live:
         assert live.flush(timeout=60, drain_spool=True)
     assert list(read_prediction_log(parquet_settings(), tmp_path)["request_id"]) == ["req-000001"]
+
+
+def test_data_written_before_the_holdout_columns_reads_as_the_cutoffs_decision(tmp_path):
+    """Format 1 (no policy_decision, no explore): Parquet files and spooled batches."""
+    old = rows_to_table([encode(record(i)) for i in range(4)]).drop_columns(
+        ["policy_decision", "explore"]
+    )
+    folder = tmp_path / "data" / "prediction_log" / "date=2026-11-02"
+    folder.mkdir(parents=True)
+    pq.write_table(old.slice(0, 2), folder / "part-old.parquet")
+    spool = Spool(tmp_path / "data" / "prediction_log_spool")
+    spool.folder.mkdir(parents=True)
+    with (
+        pa.OSFile(str(spool.folder / "0-old.arrow"), "wb") as fh,
+        ipc.new_file(fh, old.schema) as writer,
+    ):
+        writer.write_table(old.slice(2))
+    assert spool.files(), "the spool should list the old batch"
+    with open_prediction_log(parquet_settings(), tmp_path) as live:
+        assert live.flush(timeout=60, drain_spool=True)
+    frame = read_prediction_log(parquet_settings(), tmp_path)
+    assert list(frame["request_id"]) == [f"req-{i:06d}" for i in range(4)]
+    assert list(frame["policy_decision"]) == list(frame["decision"])
+    assert not frame["explore"].any()
 
 
 # ---------------------------------------------------------------------------- settings

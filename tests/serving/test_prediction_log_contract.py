@@ -61,7 +61,7 @@ def test_records_read_back_with_their_values_oldest_first(env):
     frame = env.read()
     assert request_ids(frame) == [r.request_id for r in records]
     assert str(frame["time"].dtype) == "datetime64[us, UTC]"
-    assert list(frame.columns[:9]) == [
+    assert list(frame.columns[:11]) == [
         "request_id",
         "time",
         "model",
@@ -71,8 +71,10 @@ def test_records_read_back_with_their_values_oldest_first(env):
         "score",
         "probability",
         "reasons",
+        "policy_decision",
+        "explore",
     ]
-    assert sorted(frame.columns[9:]) == [
+    assert sorted(frame.columns[11:]) == [
         "entity.customer_id",
         "features.dti",
         "features.grade",
@@ -95,6 +97,31 @@ def test_records_read_back_with_their_values_oldest_first(env):
     nested = env.read(flatten=False)
     assert list(nested["entity"]) == [r.entity for r in records]
     assert list(nested["features"]) == [r.features for r in records]
+
+
+def test_the_holdout_columns_read_back(env):
+    records = [
+        record(0),  # a decline of the cutoffs
+        record(1, policy_decision="decline", explore=True),  # approved by the holdout
+        record(2, decision="approve", policy_decision="refer", explore=True),
+        record(3),
+    ]
+    plog = env.open()
+    for r in records:
+        plog.submit(r)
+    plog.close()
+    frame = env.read()
+    assert list(frame["decision"]) == ["decline", "approve", "approve", "approve"]
+    assert list(frame["policy_decision"]) == ["decline", "decline", "refer", "approve"]
+    assert list(frame["explore"]) == [False, True, True, False]
+    assert str(frame["explore"].dtype) == "bool"
+    res = CliRunner().invoke(app, ["log", "show", "--json", "--project", env.yaml()])
+    assert res.exit_code == 0, res.output
+    shown = [json.loads(line) for line in res.output.splitlines()]
+    assert [(r["policy_decision"], r["explore"]) for r in shown[:2]] == [
+        ("decline", False),
+        ("decline", True),
+    ]
 
 
 def test_reads_filter_by_time_range_and_model(env):
@@ -140,6 +167,8 @@ def test_an_empty_log_reads_as_an_empty_frame_with_the_columns(env):
         "score",
         "probability",
         "reasons",
+        "policy_decision",
+        "explore",
     ]
 
 

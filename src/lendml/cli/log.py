@@ -71,7 +71,10 @@ def show(
             f"{rec.model}/{rec.version}",
             rec.role,
             json.dumps(rec.entity, default=str, sort_keys=True),
-            rec.decision,
+            # an approval of the holdout says what the cutoffs decided
+            f"{rec.decision} (explore; cutoffs: {rec.policy_decision})"
+            if rec.explore
+            else rec.decision,
             f"{rec.probability:.4f}",
         )
     console.print(table)

@@ -134,12 +134,28 @@ PredictionLogSettings = Annotated[
 MissingRule = Literal["allow", "reject"] | float
 
 
+class ExploreSettings(_Strict):
+    """The approval holdout (``decision.explore``): ``percent`` % of the applicants the
+    cutoffs would decline (or refer), drawn by a hash of the model name and the entity keys
+    ``keys`` (default: all of them), are approved instead when P(bad) is below
+    ``max_probability``; their outcomes measure the applicants the policy turns away."""
+
+    percent: float = Field(default=0.0, ge=0.0, le=10.0, allow_inf_nan=False)
+    max_probability: float = Field(gt=0.0, le=1.0)
+    keys: tuple[str, ...] = ()
+    decisions: tuple[Literal["decline", "refer"], ...] = Field(
+        default=("decline", "refer"), min_length=1
+    )
+
+
 class DecisionSettings(_Strict):
     """Cutoffs on the probability of a bad outcome: approve below ``approve_below``,
-    decline at or above ``decline_from``, refer in between (equal cutoffs: no refer band)."""
+    decline at or above ``decline_from``, refer in between (equal cutoffs: no refer band);
+    ``explore`` optionally approves a small random share of the rest (off by default)."""
 
     approve_below: float = Field(default=0.5, ge=0.0, le=1.0)
     decline_from: float = Field(default=0.5, ge=0.0, le=1.0)
+    explore: ExploreSettings | None = None
 
     @model_validator(mode="after")
     def _ordered(self) -> DecisionSettings:
@@ -148,6 +164,15 @@ class DecisionSettings(_Strict):
                 f"decline_from ({self.decline_from}) must be at least approve_below "
                 f"({self.approve_below}); between them lies the refer band."
             )
+        explore = self.explore
+        if explore is not None and explore.percent > 0:
+            floor = self.approve_below if "refer" in explore.decisions else self.decline_from
+            if explore.max_probability <= floor:
+                raise ValueError(
+                    f"explore.max_probability ({explore.max_probability}) must exceed "
+                    f"{floor} (the lowest P(bad) the cutoffs {'/'.join(explore.decisions)}), "
+                    "or the holdout approves nobody; raise it, or set explore.percent: 0."
+                )
         return self
 
 

@@ -4,6 +4,10 @@ A record travels as one row of an Arrow table with :data:`SCHEMA`: scalars in co
 their own, and the entity keys, the feature vector and the reasons as JSON text (their
 keys differ between models, and JSON is what PostgreSQL's ``jsonb`` reads). Stores write
 and read such tables; :func:`to_frame` turns one into the DataFrame users see.
+
+``policy_decision`` and ``explore`` (the approval holdout) came with format 2; data
+written before them reads through :func:`conform`, as what they meant then: the decision
+of the cutoffs, not explored.
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ import pyarrow.compute as pc
 from lendml.errors import ConfigError
 from lendml.serving.records import PredictionRecord
 
-FORMAT_VERSION = "1"
+FORMAT_VERSION = "2"
 
 SCHEMA = pa.schema(
     [
@@ -43,10 +47,14 @@ SCHEMA = pa.schema(
         ("reasons", pa.string()),
         ("entity", pa.string()),
         ("features", pa.string()),
+        ("policy_decision", pa.string()),  # format 2; null in older data: = decision
+        ("explore", pa.bool_()),  # format 2; null in older data: False
     ],
     metadata={"lendml.prediction_log": FORMAT_VERSION},
 )
 COLUMNS = tuple(SCHEMA.names)
+# Columns that data written in format 1 lacks; read as nulls.
+ADDED_COLUMNS = ("policy_decision", "explore")
 JSON_COLUMNS = ("reasons", "entity", "features")
 # The columns of read_prediction_log's DataFrame before the flattened entity/features.
 FRAME_COLUMNS = (
@@ -59,6 +67,8 @@ FRAME_COLUMNS = (
     "score",
     "probability",
     "reasons",
+    "policy_decision",
+    "explore",
 )
 
 Row = tuple[Any, ...]
@@ -157,6 +167,8 @@ def encode(record: PredictionRecord) -> Row:
         dumps(list(record.reasons)),
         dumps(record.entity),
         dumps(record.features),
+        _text(record.policy_decision or record.decision),
+        bool(record.explore),
     )
 
 
@@ -171,6 +183,16 @@ def rows_to_table(rows: Sequence[Row]) -> pa.Table:
 
 def empty_table() -> pa.Table:
     return SCHEMA.empty_table()
+
+
+def conform(table: pa.Table) -> pa.Table:
+    """``table`` as :data:`SCHEMA`; a table written before the columns of
+    :data:`ADDED_COLUMNS` existed gets them as nulls."""
+    for name in ADDED_COLUMNS:
+        if name not in table.column_names:
+            field = SCHEMA.field(name)
+            table = table.append_column(field, pa.nulls(table.num_rows, type=field.type))
+    return table.select(list(COLUMNS)).cast(SCHEMA)
 
 
 def new_batch_id() -> str:
@@ -229,7 +251,7 @@ def time_filter(table: pa.Table, start: datetime | None, end: datetime | None) -
 
 def to_frame(table: pa.Table, *, flatten: bool = True) -> pd.DataFrame:
     """The DataFrame :func:`~lendml.serving.prediction_log.read_prediction_log` returns."""
-    table = table.select(list(COLUMNS))
+    table = conform(table)
     n = table.num_rows
     frame = pd.DataFrame(
         {
@@ -242,6 +264,12 @@ def to_frame(table: pa.Table, *, flatten: bool = True) -> pd.DataFrame:
             "score": table["score"].to_numpy(),
             "probability": table["probability"].to_numpy(),
             "reasons": pd.array(_loads(table["reasons"]), dtype=object),
+            # null in data written before the holdout existed: the cutoffs' decision
+            "policy_decision": pd.array(
+                pc.coalesce(table["policy_decision"], table["decision"]).to_pylist(),
+                dtype=object,
+            ),
+            "explore": pc.fill_null(table["explore"], False).to_numpy(zero_copy_only=False),
         },
         index=pd.RangeIndex(n),
     )
@@ -373,5 +401,5 @@ class LogStore(ABC):
 
 
 def concat(tables: Iterable[pa.Table]) -> pa.Table:
-    tables = [t.select(list(COLUMNS)).cast(SCHEMA) for t in tables]
+    tables = [conform(t) for t in tables]
     return pa.concat_tables(tables) if tables else empty_table()

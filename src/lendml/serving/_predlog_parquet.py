@@ -25,6 +25,7 @@ from lendml.serving._predlog_base import (
     SCHEMA,
     LogStore,
     concat,
+    conform,
     empty_table,
     entity_mask,
     time_filter,
@@ -54,7 +55,7 @@ class ParquetLogStore(LogStore):
 
     # -- writing
     def write_batch(self, table: pa.Table, *, batch_id: str) -> int:
-        table = table.cast(SCHEMA)
+        table = conform(table)
         if table.num_rows == 0:
             return 0
         days = pc.strftime(table["time"], format="%Y-%m-%d")

@@ -23,7 +23,16 @@ from urllib.parse import urlsplit, urlunsplit
 import pyarrow as pa
 
 from lendml.errors import StoreError
-from lendml.serving._predlog_base import COLUMNS, SCHEMA, LogStore, concat, empty_table, key_text
+from lendml.serving._predlog_base import (
+    ADDED_COLUMNS,
+    COLUMNS,
+    SCHEMA,
+    LogStore,
+    concat,
+    conform,
+    empty_table,
+    key_text,
+)
 
 _DDL = """
 CREATE TABLE IF NOT EXISTS {table} (
@@ -39,9 +48,16 @@ CREATE TABLE IF NOT EXISTS {table} (
     probability double precision,
     reasons jsonb NOT NULL,
     entity jsonb NOT NULL,
-    features jsonb NOT NULL
+    features jsonb NOT NULL,
+    policy_decision text,
+    explore boolean
 )
 """
+# A table made before the approval holdout existed gets its columns (null in old rows).
+_MIGRATE = (
+    "ALTER TABLE {table} ADD COLUMN IF NOT EXISTS policy_decision text, "
+    "ADD COLUMN IF NOT EXISTS explore boolean"
+)
 _STAGE = "lendml_prediction_log_stage"
 _JSON = frozenset(("reasons", "entity", "features"))
 
@@ -120,6 +136,7 @@ class PostgresLogStore(LogStore):
         index = sql.Identifier(f"{self.table.split('.')[-1]}_time_idx")
         with conn.transaction():
             conn.execute(sql.SQL(_DDL).format(table=table))
+            conn.execute(sql.SQL(_MIGRATE).format(table=table))
             conn.execute(sql.SQL("CREATE INDEX IF NOT EXISTS {} ON {} (time)").format(index, table))
         self._table_ready = True
 
@@ -134,7 +151,7 @@ class PostgresLogStore(LogStore):
     # -- writing
     def write_batch(self, table: pa.Table, *, batch_id: str) -> int:
         del batch_id  # the primary key makes replays idempotent, whatever the batch
-        table = table.cast(SCHEMA)
+        table = conform(table)
         if table.num_rows == 0:
             return 0
         with self._lock:
@@ -169,7 +186,8 @@ class PostgresLogStore(LogStore):
                     "CREATE TEMP TABLE IF NOT EXISTS {stage} (record_key text, request_id text, "
                     "time timestamptz, model text, version bigint, role text, decision text, "
                     "score double precision, probability double precision, reasons jsonb, "
-                    "entity jsonb, features jsonb) ON COMMIT DELETE ROWS"
+                    "entity jsonb, features jsonb, policy_decision text, explore boolean) "
+                    "ON COMMIT DELETE ROWS"
                 ).format(stage=stage)
             )
             self._copy(cur, stage, names, rows)
@@ -228,31 +246,46 @@ class PostgresLogStore(LogStore):
         if model is not None:
             where.append(sql.SQL("model = %s"))
             params.append(model)
-        select = sql.SQL(", ").join(
-            sql.SQL("{}::text").format(sql.Identifier(c)) if c in _JSON else sql.Identifier(c)
-            for c in COLUMNS
-        )
-        query = sql.SQL("SELECT {}, id FROM {}").format(select, self._ident())
-        if where:
-            query += sql.SQL(" WHERE ") + sql.SQL(" AND ").join(where)
-        if last is None:
-            query += sql.SQL(" ORDER BY time, id")
-        else:  # the newest `last`, then back to oldest first
-            query += sql.SQL(" ORDER BY time DESC, id DESC LIMIT {}").format(sql.Literal(last))
-            query = sql.SQL("SELECT * FROM ({}) AS newest ORDER BY time, id").format(query)
+
+        def query(columns: list[str]) -> Any:
+            select = sql.SQL(", ").join(
+                sql.SQL("{}::text").format(sql.Identifier(c)) if c in _JSON else sql.Identifier(c)
+                for c in columns
+            )
+            q = sql.SQL("SELECT {}, id FROM {}").format(select, self._ident())
+            if where:
+                q += sql.SQL(" WHERE ") + sql.SQL(" AND ").join(where)
+            if last is None:
+                return q + sql.SQL(" ORDER BY time, id")
+            # the newest `last`, then back to oldest first
+            q += sql.SQL(" ORDER BY time DESC, id DESC LIMIT {}").format(sql.Literal(last))
+            return sql.SQL("SELECT * FROM ({}) AS newest ORDER BY time, id").format(q)
 
         def work(conn: Any) -> pa.Table:
-            with conn.cursor() as cur:
-                cur.execute(query, params)
-                rows = cur.fetchall()
+            import psycopg
+
+            columns = list(COLUMNS)
+            try:
+                with conn.transaction(), conn.cursor() as cur:
+                    cur.execute(query(columns), params)
+                    rows = cur.fetchall()
+            except psycopg.errors.UndefinedColumn:
+                # a table no writer has migrated yet (made before the approval holdout)
+                columns = [c for c in COLUMNS if c not in ADDED_COLUMNS]
+                with conn.cursor() as cur:
+                    cur.execute(query(columns), params)
+                    rows = cur.fetchall()
             if not rows:
                 return empty_table()
-            cols = list(zip(*rows, strict=True))[: len(COLUMNS)]  # without id
+            cols = list(zip(*rows, strict=True))[: len(columns)]  # without id
             return concat(
                 [
                     pa.table(
-                        [pa.array(c, type=f.type) for c, f in zip(cols, SCHEMA, strict=True)],
-                        schema=SCHEMA,
+                        [
+                            pa.array(c, type=SCHEMA.field(name).type)
+                            for c, name in zip(cols, columns, strict=True)
+                        ],
+                        names=columns,
                     )
                 ]
             )

@@ -24,7 +24,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.ipc as ipc
 
-from lendml.serving._predlog_base import SCHEMA, entity_mask
+from lendml.serving._predlog_base import SCHEMA, conform, entity_mask
 
 TIME = SCHEMA.field("time").type
 
@@ -62,7 +62,7 @@ class Spool:
         """Keep ``table`` as the batch ``batch_id``; atomic. Raises ``OSError``."""
         self.folder.mkdir(parents=True, exist_ok=True)
         path = self.folder / f"{batch_id}{SUFFIX}"
-        table = table.cast(SCHEMA)
+        table = conform(table)
 
         def dump(fh: Any) -> None:
             with ipc.new_file(fh, SCHEMA) as writer:
@@ -92,7 +92,7 @@ class Spool:
     def read(self, path: Path) -> pa.Table:
         """The batch in ``path``. Raises ``FileNotFoundError`` if another process took it."""
         with pa.OSFile(str(path), "rb") as fh:
-            return ipc.open_file(fh).read_all().cast(SCHEMA)
+            return conform(ipc.open_file(fh).read_all())
 
     @staticmethod
     def batch_id(path: Path) -> str:

@@ -352,6 +352,13 @@ def create_app(
             )
             if result.decision == "decline" and not result.reasons:
                 metrics.declines_without_reasons.labels(result.model).inc()
+            if result.explore:
+                metrics.explored.labels(
+                    result.model,
+                    str(result.version),
+                    result.role,
+                    result.policy_decision or result.decision,
+                ).inc()
             if sink is not None:
                 sink.submit(result.to_record(rid, now))
 
@@ -378,7 +385,9 @@ def create_app(
             "score": result.score,
             "probability": result.probability,
             "decision": result.decision,
-            "reasons": result.reasons,
+            "policy_decision": result.policy_decision or result.decision,
+            "explore": result.explore,
+            "reasons": result.returned_reasons(),
         }
 
     @app.post(

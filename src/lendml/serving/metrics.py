@@ -88,6 +88,12 @@ class ServingMetrics:
             ["model"],
             registry=r,
         )
+        self.explored = Counter(
+            "lendml_explored_approvals",
+            "Approvals of the approval holdout, by the decision the cutoffs would have made.",
+            ["model", "version", "role", "policy_decision"],
+            registry=r,
+        )
         self.shadow_dropped = Counter(
             "lendml_shadow_dropped",
             "Shadow scores skipped because the shadow queue was full.",

@@ -6,7 +6,9 @@ model's features when a version is deployed, so a misconfigured policy fails the
 deployment, never a request:
 
 * **decision** — approve when P(bad) < ``approve_below``, decline when P(bad) >=
-  ``decline_from``, refer in between;
+  ``decline_from``, refer in between; optionally, an **approval holdout** (``explore``)
+  approves a small pseudo-random share of the would-be declines and refers below a
+  ceiling, so that their outcomes measure what the cutoffs turn away;
 * **reasons** — a reason map file gives each feature (or group of features) a code and a
   text; protected attributes are never reasons; features of one group make one reason;
 * **inputs** — per feature, a missing value is allowed (the model's own handling),
@@ -15,6 +17,7 @@ deployment, never a request:
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -23,7 +26,7 @@ from typing import Any, Literal
 
 import yaml
 
-from lendml.core.config import ModelServingSettings
+from lendml.core.config import ExploreSettings, ModelServingSettings
 from lendml.errors import ConfigError
 from lendml.models import FeatureSchema, ReasonCode
 
@@ -31,9 +34,83 @@ Decision = Literal["approve", "refer", "decline"]
 _SHOW = 5
 
 
+def explore_bucket(model: str, key: Mapping[str, Any]) -> float:
+    """The holdout draw of an applicant: a stable number in ``[0, 100)``.
+
+    A hash (SHA-256) of the model name and the entity keys, so a borrower who applies again
+    gets the same draw, and anyone holding the log can recompute it. The text hashed
+    differs from the canary's (:func:`lendml.serving.lifecycle.canary_bucket`), so the
+    holdout and the canary are drawn independently.
+
+    Examples
+    --------
+    >>> a = explore_bucket("credit_pd", {"borrower_id": 7})
+    >>> a == explore_bucket("credit_pd", {"borrower_id": 7}), 0 <= a < 100
+    (True, True)
+    """
+    keys = json.dumps(key, sort_keys=True, separators=(",", ":"), default=str)
+    text = f"explore|{model}|{keys}"
+    digest = hashlib.sha256(text.encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64 * 100.0
+
+
+@dataclass(frozen=True)
+class ExplorePolicy:
+    """The approval holdout: which would-be declines (and refers) are approved instead.
+
+    An applicant is explored when the cutoffs give one of ``decisions``, P(bad) is below
+    ``max_probability`` (a hard ceiling), and its draw (:func:`explore_bucket` of the
+    entity keys ``keys``, all of them when empty) is below ``percent``. Without the keys
+    there is no draw, and no exploration: the holdout never approves by default.
+
+    Examples
+    --------
+    >>> explore = ExplorePolicy(percent=10.0, max_probability=0.5)
+    >>> explore.explores("credit_pd", {"borrower_id": 7}, 0.9, "decline")  # above the ceiling
+    False
+    >>> drawn = [k for k in range(200) if explore.explores("m", {"id": k}, 0.4, "decline")]
+    >>> 5 <= len(drawn) <= 40
+    True
+    """
+
+    percent: float = 0.0
+    max_probability: float = 0.0
+    keys: tuple[str, ...] = ()
+    decisions: frozenset[str] = frozenset({"decline", "refer"})
+
+    @classmethod
+    def from_settings(cls, settings: ExploreSettings) -> ExplorePolicy:
+        return cls(
+            percent=settings.percent,
+            max_probability=settings.max_probability,
+            keys=tuple(settings.keys),
+            decisions=frozenset(settings.decisions),
+        )
+
+    def draw_key(self, entity: Mapping[str, Any]) -> dict[str, Any] | None:
+        """The keys the draw hashes, or None when one is missing (no draw)."""
+        names = self.keys or tuple(entity)
+        if not names or any(entity.get(n) is None for n in names):
+            return None
+        return {n: entity[n] for n in names}
+
+    def explores(
+        self, model: str, entity: Mapping[str, Any], probability: float, decision: Decision
+    ) -> bool:
+        """Whether the applicant the cutoffs gave ``decision`` is approved by the holdout."""
+        if (
+            self.percent <= 0
+            or decision not in self.decisions
+            or not probability < self.max_probability
+        ):
+            return False
+        key = self.draw_key(entity)
+        return key is not None and explore_bucket(model, key) < self.percent
+
+
 @dataclass(frozen=True)
 class DecisionPolicy:
-    """Cutoffs on the probability of a bad outcome.
+    """Cutoffs on the probability of a bad outcome, and the optional approval holdout.
 
     Examples
     --------
@@ -44,14 +121,23 @@ class DecisionPolicy:
 
     approve_below: float = 0.5
     decline_from: float = 0.5
+    explore: ExplorePolicy | None = None
 
     def decide(self, probability: float) -> Decision:
-        """The decision for one probability of a bad outcome."""
+        """The decision of the cutoffs for one probability of a bad outcome."""
         if probability >= self.decline_from:
             return "decline"
         if probability < self.approve_below:
             return "approve"
         return "refer"
+
+    def explores(
+        self, model: str, entity: Mapping[str, Any], probability: float, decision: Decision
+    ) -> bool:
+        """Whether the holdout approves an applicant the cutoffs gave ``decision``."""
+        return self.explore is not None and self.explore.explores(
+            model, entity, probability, decision
+        )
 
 
 @dataclass(frozen=True)
@@ -178,6 +264,11 @@ class ServingPolicy:
             decision=DecisionPolicy(
                 approve_below=settings.decision.approve_below,
                 decline_from=settings.decision.decline_from,
+                explore=(
+                    ExplorePolicy.from_settings(settings.decision.explore)
+                    if settings.decision.explore is not None
+                    else None
+                ),
             ),
             reason_map=reason_map,
             top=reasons.top,
@@ -242,4 +333,11 @@ class ServingPolicy:
         }
 
 
-__all__ = ["DecisionPolicy", "ReasonMap", "ReasonText", "ServingPolicy"]
+__all__ = [
+    "DecisionPolicy",
+    "ExplorePolicy",
+    "ReasonMap",
+    "ReasonText",
+    "ServingPolicy",
+    "explore_bucket",
+]

@@ -24,7 +24,9 @@ class PredictionRecord:
     values the model read (after derivation and validation; ``None`` for missing),
     ``reasons`` the reason codes as returned (``ReasonCode.to_dict()``). ``time`` is UTC.
     ``role`` says whether the response came from the champion, the canary, or a shadow
-    model (shadow scores are logged, never returned).
+    model (shadow scores are logged, never returned). ``policy_decision`` is what the
+    cutoffs decided (None: the same as ``decision``); ``explore`` marks an applicant the
+    approval holdout approved although the cutoffs declined or referred it.
     """
 
     request_id: str
@@ -38,6 +40,8 @@ class PredictionRecord:
     decision: str
     reasons: list[dict[str, Any]] = field(default_factory=list)
     role: Role = "champion"
+    policy_decision: str | None = None
+    explore: bool = False
 
 
 class PredictionSink(ABC):

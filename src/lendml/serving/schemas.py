@@ -89,6 +89,14 @@ class ScoreResponse(BaseModel):
     score: float = Field(description="Log-odds of a bad outcome.")
     probability: float = Field(description="Probability of a bad outcome.")
     decision: Literal["approve", "refer", "decline"]
+    policy_decision: Literal["approve", "refer", "decline"] = Field(
+        description="The decision of the cutoffs; differs from decision only for an "
+        "approval of the holdout (explore)."
+    )
+    explore: bool = Field(
+        description="Approved by the approval holdout: a small random share of the "
+        "applicants the cutoffs would decline or refer, approved to measure their outcomes."
+    )
     reasons: list[Reason] = Field(
         description="Up to 4 reasons, most important first; always for declines."
     )

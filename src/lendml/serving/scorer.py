@@ -7,7 +7,9 @@ deployments, so a request scored by one never sees parts of another.
 
 Scoring one request (or a batch) runs: check the entity keys and request fields → read
 the feature service's online features and compute its derived features → apply the
-missing-value rules and ranges → score → decide → reasons (for declines, or on request).
+missing-value rules and ranges → score → decide (the cutoffs, then the approval holdout)
+→ reasons (for declines, or on request; an explored approval's would-be decline reasons
+are kept for the log).
 """
 
 from __future__ import annotations
@@ -51,9 +53,13 @@ _KIND_OF_REQUEST_FIELD: dict[str, FieldKind] = {
 class ScoreResult:
     """One scored applicant as the service answers and logs it.
 
-    ``reasons`` are worded for the response (code, text, features, contribution);
-    ``reason_codes`` keep the full :class:`~lendml.models.ReasonCode` for the log;
-    ``missing`` names the model inputs that were missing before the missing-value rules.
+    ``reasons`` are worded (code, text, features, contribution); ``reason_codes`` keep the
+    full :class:`~lendml.models.ReasonCode` for the log; ``missing`` names the model inputs
+    that were missing before the missing-value rules. ``policy_decision`` is what the
+    cutoffs decided; ``explore`` says the approval holdout approved an applicant they
+    would have declined or referred. Such an approval's reasons are those of the
+    would-be decline: logged for the adverse-action audit, returned only on request
+    (:meth:`returned_reasons`), so no approved applicant is answered as a decline.
     """
 
     model: str
@@ -67,6 +73,13 @@ class ScoreResult:
     reasons: list[dict[str, Any]] = field(default_factory=list)
     reason_codes: list[ReasonCode] = field(default_factory=list)
     missing: tuple[str, ...] = ()
+    policy_decision: Decision | None = None  # None: the same as ``decision``
+    explore: bool = False
+    explained: bool = False  # the caller asked for reasons
+
+    def returned_reasons(self) -> list[dict[str, Any]]:
+        """The reasons the response states (an explored approval's only on request)."""
+        return [] if self.explore and not self.explained else self.reasons
 
     def to_record(self, request_id: str, time: datetime) -> PredictionRecord:
         """The prediction-log record of this result."""
@@ -86,6 +99,8 @@ class ScoreResult:
             decision=self.decision,
             reasons=reasons,
             role=self.role,
+            policy_decision=self.policy_decision or self.decision,
+            explore=self.explore,
         )
 
 
@@ -175,6 +190,17 @@ class Deployment:
             if spec.name not in served and spec.name not in fields:
                 fields[spec.name] = "category" if spec.kind == "categorical" else "number"
         self.request_fields = fields
+        explore = policy.decision.explore
+        if explore is not None and service is not None:
+            unknown = sorted(set(explore.keys) - set(self.entity_keys))
+            if unknown:
+                raise ConfigError(
+                    f"serving.models.{self.name}.decision.explore.keys names {unknown!r}, "
+                    f"not an entity key of feature service {service.name!r}; its keys: "
+                    f"{list(self.entity_keys)!r}.",
+                    model=self.name,
+                    version=self.version,
+                )
         self._views = [
             (
                 view,
@@ -331,8 +357,14 @@ class Deployment:
         X = self._encode(rows)
         raw = self._raw(X)
         probability = 1.0 / (1.0 + np.exp(-raw))
-        decisions = [self.policy.decision.decide(float(p)) for p in probability]
-        explain_rows = [i for i, d in enumerate(decisions) if explain or d == "decline"]
+        cutoffs = self.policy.decision
+        policy_decisions = [cutoffs.decide(float(p)) for p in probability]
+        explored = [
+            cutoffs.explores(self.name, item.entity, float(probability[i]), policy_decisions[i])
+            for i, item in enumerate(checked)
+        ]
+        # an explored approval keeps the reasons of its would-be decline, for the audit
+        explain_rows = [i for i, d in enumerate(policy_decisions) if explain or d == "decline"]
         codes: dict[int, list[ReasonCode]] = {}
         if explain_rows:
             phi = self.explainer.contributions(X[explain_rows], self.reference)
@@ -361,10 +393,13 @@ class Deployment:
                     features={n: rows[i][n] for n in self.names},
                     score=float(raw[i]),
                     probability=float(probability[i]),
-                    decision=decisions[i],
+                    decision="approve" if explored[i] else policy_decisions[i],
                     reasons=[self.policy.wording(c) for c in row_codes],
                     reason_codes=row_codes,
                     missing=missing[i],
+                    policy_decision=policy_decisions[i],
+                    explore=explored[i],
+                    explained=explain,
                 )
             )
         return out
