@@ -27,6 +27,7 @@ STATUS_STYLE = {
     "shadow": "cyan",
     "rejected": "yellow",
     "no_trigger": "dim",
+    "shadow_pending": "cyan",
 }
 
 

@@ -295,3 +295,7 @@ def demo(
 
 def main() -> None:  # pragma: no cover - console entry
     sys.exit(app())
+
+
+if __name__ == "__main__":  # pragma: no cover - python -m lendml.cli.main
+    main()

@@ -72,7 +72,7 @@ class PassResult:
     pass_id: str
     model: str
     as_of: pd.Timestamp
-    status: str  # no_trigger | rejected | promoted | shadow | failed
+    status: str  # no_trigger | rejected | promoted | shadow | shadow_pending
     summary: str
     steps: dict[str, Any] = field(default_factory=dict)
     reused: list[str] = field(default_factory=list)
@@ -209,14 +209,19 @@ class _Pass:
             start = min(ends) if len(ends) == len(views) else self.as_of - period
             if start >= self.as_of:
                 return {
-                    "decision": "up_to_date",
-                    "summary": f"online store already materialized to {start.isoformat()}",
-                    "views": views,
+                    "decision": "refreshed",
+                    "summary": f"features already materialized to {start:%Y-%m-%d %H:%M}",
+                    "start": start.isoformat(),
+                    "end": self.as_of.isoformat(),
+                    "views": {},
                 }
             report = self.project.materialize(start=start, end=self.as_of, views=views)
             return {
-                "decision": "materialized",
-                "summary": f"materialized {', '.join(views)} over ({start}, {self.as_of}]",
+                "decision": "refreshed",
+                "summary": (
+                    f"materialized {', '.join(views)} over ({start:%Y-%m-%d}, "
+                    f"{self.as_of:%Y-%m-%d}]"
+                ),
                 "start": start.isoformat(),
                 "end": self.as_of.isoformat(),
                 "views": report.views,
@@ -620,20 +625,23 @@ class _Pass:
 
         return self.run_step("promote", [version, shadow], work)
 
-    def promote_pending_shadow(self) -> dict[str, Any] | None:
-        """Promote a shadow version whose shadow period ended (from an earlier pass)."""
-        pending = [
+    def pending_shadow(self) -> dict[str, Any] | None:
+        """The newest shadow start of an earlier pass that no promotion has followed."""
+        moves = [
             e
             for e in self.state.history()
-            if e.get("model") == self.model and e.get("step") == "promote"
+            if e.get("model") == self.model
+            and e.get("step") in ("promote", "promote_shadow")
+            and e.get("pass_id") != self.pass_id
         ]
-        if not pending or pending[-1].get("decision") != "shadow":
+        if not moves or moves[-1].get("decision") != "shadow":
             return None
-        last = pending[-1]
+        return moves[-1]
+
+    def promote_pending_shadow(self, last: dict[str, Any]) -> dict[str, Any]:
+        """Promote the shadow version of an earlier pass once its shadow period ended."""
         until = to_utc_timestamp(last["evidence"]["promote_after"])
         version = last["evidence"]["version"]
-        if self.as_of < until:
-            return None
 
         def work() -> dict[str, Any]:
             event = self.project.registry.promote(
@@ -785,9 +793,19 @@ def run_pass(
 def _run(p: _Pass) -> PassResult:
     p.start()
     p.refresh()
-    shadow = p.promote_pending_shadow()
-    if shadow is not None:
-        return _finish(p, "promoted", shadow["summary"])
+    pending = p.pending_shadow()
+    if pending is not None:
+        until = to_utc_timestamp(pending["evidence"]["promote_after"])
+        if p.as_of < until:
+            # one candidate at a time: no new challenger while one serves in shadow
+            return _finish(
+                p,
+                "shadow_pending",
+                f"{p.model}/{pending['evidence']['version']} serves in shadow until "
+                f"{until:%Y-%m-%d}; no new challenger before then",
+            )
+        done = p.promote_pending_shadow(pending)
+        return _finish(p, "promoted", done["summary"])
     p.dataset()
     trig = p.triggers()
     if not trig["fired"]:
