@@ -14,6 +14,7 @@ from rich.table import Table
 
 from lendml.cli import score as score_commands
 from lendml.cli import serve as serve_commands
+from lendml.cli import simulate as simulate_commands
 from lendml.cli import train as train_commands
 from lendml.cli.common import (
     ProjectOpt,
@@ -43,6 +44,7 @@ app.add_typer(keys_app, name="keys")
 app.add_typer(log_app, name="log")
 app.add_typer(monitor_app, name="monitor")
 app.add_typer(loop_app, name="loop")
+app.command("simulate")(simulate_commands.simulate_cmd)
 
 train_commands.register(app)
 serve_commands.register(app)

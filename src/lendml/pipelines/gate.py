@@ -8,13 +8,16 @@ challenger passes only when every check passes:
   the champion's by more than ``margin`` (one-sided, level ``alpha``);
 * ``better``: the challenger's AUC is higher by DeLong at ``alpha`` — or a drift or decay
   trigger brought it in (the champion is known to be degraded, so non-inferior suffices);
-* ``calibration``: mean predicted P(bad) / observed bad rate within the bounds;
+* ``calibration``: mean predicted P(bad) / observed bad rate within the bounds — or closer
+  to 1 than the champion's (after a regime shift neither model is calibrated to the new
+  bad rate; the better-calibrated one must not be blocked by the worse one's standard);
 * ``fairness``: the adverse impact ratio of every protected group at the cutoff is at least
   ``min_air`` or not below the champion's (skipped, and said so, without a cutoff or
   protected columns);
-* ``score_psi``: PSI of the challenger's scores against the champion's on the same rows
-  (frozen decile bins of the champion) is at most ``score_psi_max`` — a bigger move of the
-  score distribution changes the approval book more than a model refresh should.
+* ``score_psi``: score stability — PSI of the challenger's scores on the comparison rows
+  against its own training scores (frozen bins stored with the model) at most
+  ``score_psi_max``, or not above the champion's PSI against *its* training scores. Without
+  the stored references, the challenger's scores are compared with the champion's.
 
 A check that cannot be computed fails (the gate fails closed) and says why.
 """
@@ -29,7 +32,7 @@ import numpy as np
 import pandas as pd
 
 from lendml.core.config import GateSettings
-from lendml.evaluation import compare_auc, fair_lending, fit_bins, jsonable, psi
+from lendml.evaluation import Bins, compare_auc, fair_lending, fit_bins, jsonable, psi
 
 # Triggers that show the champion degraded: with one of them, non-inferior is enough.
 DEGRADATION_TRIGGERS = ("drift", "decay")
@@ -139,20 +142,30 @@ def _auc_checks(
     return [non_inferior, better], cmp.to_dict()
 
 
-def _calibration_check(y: np.ndarray, challenger: np.ndarray, settings: GateSettings) -> Check:
+def _calibration_check(
+    y: np.ndarray, champion: np.ndarray, challenger: np.ndarray, settings: GateSettings
+) -> Check:
     low, high = settings.calibration
     bad_rate = float(y.mean())
-    mean = float(challenger.mean())
+    mean, mean_old = float(challenger.mean()), float(champion.mean())
     ratio = mean / bad_rate if bad_rate > 0 else float("inf")
-    ok = low <= ratio <= high
+    ratio_old = mean_old / bad_rate if bad_rate > 0 else float("inf")
+    within = low <= ratio <= high
+    closer = abs(np.log(ratio)) <= abs(np.log(ratio_old))
+    ok = bool(within or closer)
+    detail = f"mean P(bad) {mean:.4f} / bad rate {bad_rate:.4f} = {ratio:.3f}"
+    if within:
+        detail += f" within [{low}, {high}]"
+    elif closer:
+        detail += f" outside [{low}, {high}] but closer to 1 than the champion's {ratio_old:.3f}"
+    else:
+        detail += f" outside [{low}, {high}] and no closer to 1 than the champion's {ratio_old:.3f}"
     return Check(
         "calibration",
         ok,
-        {"mean_predicted": mean, "bad_rate": bad_rate, "ratio": ratio},
+        {"mean_predicted": mean, "bad_rate": bad_rate, "ratio": ratio, "champion_ratio": ratio_old},
         [low, high],
-        f"mean P(bad) {mean:.4f} / bad rate {bad_rate:.4f} = {ratio:.3f}"
-        + (" within " if ok else " outside ")
-        + f"[{low}, {high}]",
+        detail,
     )
 
 
@@ -207,18 +220,37 @@ def _fairness_check(
     )
 
 
-def _score_psi_check(champion: np.ndarray, challenger: np.ndarray, settings: GateSettings) -> Check:
-    value = psi(fit_bins(champion, n_bins=10, kind="numeric"), challenger).value
-    ok = value <= settings.score_psi_max
-    return Check(
-        "score_psi",
-        ok,
-        value,
-        settings.score_psi_max,
-        f"score PSI vs champion {value:.3f}"
-        + (" ≤ " if ok else " > ")
-        + f"{settings.score_psi_max}",
+def _score_psi_check(
+    champion: np.ndarray,
+    challenger: np.ndarray,
+    settings: GateSettings,
+    references: tuple[Bins, Bins] | None,
+) -> Check:
+    limit = settings.score_psi_max
+    if references is None:
+        value = psi(fit_bins(champion, n_bins=10, kind="numeric"), challenger).value
+        ok = value <= limit
+        return Check(
+            "score_psi",
+            ok,
+            value,
+            limit,
+            f"score PSI vs champion {value:.3f}{' ≤ ' if ok else ' > '}{limit}",
+        )
+    old = psi(references[0], champion).value
+    new = psi(references[1], challenger).value
+    ok = new <= limit or new <= old
+    detail = f"score PSI vs its training scores {new:.3f} (champion's {old:.3f})"
+    detail += (
+        f" ≤ {limit}"
+        if new <= limit
+        else (
+            f" > {limit} but not above the champion's"
+            if ok
+            else f" > {limit} and above the champion's"
+        )
     )
+    return Check("score_psi", ok, {"challenger": new, "champion": old}, limit, detail)
 
 
 def gate(
@@ -230,12 +262,15 @@ def gate(
     triggers: Sequence[str] = (),
     protected: pd.DataFrame | None = None,
     cutoff: float | None = None,
+    score_references: tuple[Bins, Bins] | None = None,
 ) -> GateResult:
     """Decide whether ``challenger`` may replace ``champion`` (P(bad) scores, same rows).
 
     ``triggers`` are the loop triggers that fired (``drift``, ``decay``, ``schedule``,
     ``labels``); ``protected`` holds the protected attributes of the same rows (fairness
-    tests only); ``cutoff`` is the approval cutoff (approve when P(bad) < cutoff).
+    tests only); ``cutoff`` is the approval cutoff (approve when P(bad) < cutoff);
+    ``score_references`` are the frozen score bins of the champion's and the challenger's
+    training scores (``metadata_["drift_reference"]["score"]``) for the stability check.
     """
     settings = settings or GateSettings()
     y = np.asarray(y_true, dtype=float)
@@ -246,9 +281,12 @@ def gate(
     if checks[0].passed:
         for name, compute in (
             ("auc", lambda: _auc_checks(y, a, b, settings, triggers)),
-            ("calibration", lambda: ([_calibration_check(y, b, settings)], None)),
+            ("calibration", lambda: ([_calibration_check(y, a, b, settings)], None)),
             ("fairness", lambda: ([_fairness_check(a, b, protected, cutoff, settings)], None)),
-            ("score_psi", lambda: ([_score_psi_check(a, b, settings)], None)),
+            (
+                "score_psi",
+                lambda: ([_score_psi_check(a, b, settings, score_references)], None),
+            ),
         ):
             try:
                 found, extra = compute()

@@ -41,7 +41,7 @@ import pandas as pd
 from lendml.core.config import LoopSettings
 from lendml.core.timeutil import parse_duration, to_utc_timestamp
 from lendml.errors import ConfigError, LendmlError, ModelNotFound
-from lendml.evaluation import jsonable
+from lendml.evaluation import Bins, jsonable
 from lendml.pipelines.gate import gate
 from lendml.pipelines.state import LoopState, content_key
 
@@ -404,18 +404,19 @@ class _Pass:
             return {**base, "fired": False, "detail": f"no drift measured: {exc}"}
         alerts = table[table["alert"]]
         names = ["score" if v == SCORE else str(v) for v in alerts["variable"]]
-        worst = table.sort_values("psi", ascending=False).head(5)
+        ranked = table.sort_values("psi", ascending=False)
         return {
             **base,
             "fired": bool(len(alerts)),
             "rows": int(table["n"].max()) if len(table) else 0,
             "alerts": names,
-            "top_psi": {
+            "psi": {
                 ("score" if r.variable == SCORE else str(r.variable)): {
                     "psi": float(r.psi),
                     "noise_floor": float(r.psi_noise_floor),
+                    "alert": bool(r.alert),
                 }
-                for r in worst.itertuples()
+                for r in ranked.itertuples()
             },
             "detail": (
                 f"drift alerts on {', '.join(names[:6])}" + (" …" if len(names) > 6 else "")
@@ -442,7 +443,7 @@ class _Pass:
                 "detail": f"{len(y)} mature labels in the newest window (< {t.min_labels})",
             }
         champion = self.project.registry.load(f"{self.model}/{start['champion_version']}")
-        p = _score(champion.model, frame)
+        p = score_frame(champion.model, frame)
         # the drop must be larger than the threshold AND significant: the upper end of the
         # realised AUC's two-sided 90% interval lies below the AUC measured at training
         # (a point-estimate rule fires on noise when a window holds few labels)
@@ -519,8 +520,8 @@ class _Pass:
             frame, y = self.test_rows()
             champion = self.project.registry.load(f"{self.model}/{start['champion_version']}")
             challenger = _load_run_model(self.project, run_id)
-            p_old = _score(champion.model, frame)
-            p_new = _score(challenger, frame)
+            p_old = score_frame(champion.model, frame)
+            p_new = score_frame(challenger, frame)
             cols = {"y": y, "champion": p_old, "challenger": p_new}
             for c in self.config.protected:
                 if c in frame.columns:
@@ -528,12 +529,14 @@ class _Pass:
             scores = pd.DataFrame(cols)
             path = self.step_file("evaluate", ".scores.parquet")
             _write_parquet(scores, path)
+            refs = [_score_bins(m) for m in (champion.model, challenger)]
             return {
                 "decision": "scored",
                 "summary": f"champion and challenger scored on {len(y):,} out-of-time rows",
                 "rows": len(y),
                 "bads": int(y.sum()),
                 "scores": str(path),
+                "score_references": refs if all(refs) else None,
             }
 
         return self.run_step("evaluate", inputs, work)
@@ -556,6 +559,7 @@ class _Pass:
                 if prot
                 else None
             )
+            refs = self.outputs["evaluate"].get("score_references")
             result = gate(
                 scores["y"],
                 scores["champion"],
@@ -564,6 +568,9 @@ class _Pass:
                 triggers=fired,
                 protected=protected,
                 cutoff=self.cutoff(),
+                score_references=(
+                    (Bins.from_dict(refs[0]), Bins.from_dict(refs[1])) if refs else None
+                ),
             )
             return {
                 "decision": "passed" if result.passed else "failed",
@@ -610,7 +617,7 @@ class _Pass:
                     "summary": f"{self.model}/{version} serves in shadow until {until:%Y-%m-%d}",
                     "version": version,
                     "promote_after": until.isoformat(),
-                    "event": event.to_dict() if hasattr(event, "to_dict") else str(event),
+                    "event": event.to_dict(),
                 }
             event = reg.promote(
                 self.model, version, alias="champion", reason=reason, user=LOOP_USER
@@ -620,7 +627,7 @@ class _Pass:
                 "summary": f"{self.model}/{version} is the champion",
                 "version": version,
                 "previous_version": self.outputs["start"]["champion_version"],
-                "event": event.to_dict() if hasattr(event, "to_dict") else str(event),
+                "event": event.to_dict(),
             }
 
         return self.run_step("promote", [version, shadow], work)
@@ -656,10 +663,48 @@ class _Pass:
                 "summary": f"{self.model}/{version} is the champion after its shadow period",
                 "version": version,
                 "from_pass": last["pass_id"],
-                "event": event.to_dict() if hasattr(event, "to_dict") else str(event),
+                "event": event.to_dict(),
             }
 
         return self.run_step("promote_shadow", [last["id"]], work)
+
+
+def bootstrap_champion(
+    project: Any,
+    *,
+    as_of: Any = None,
+    settings: LoopSettings | None = None,
+    reason: str = "initial champion",
+) -> PassResult:
+    """Train, register and promote a first champion on the newest window at ``as_of``.
+
+    The same steps as a pass (records, audit, lock) without triggers or a gate: there is
+    nothing to compare with yet.
+    """
+    settings = settings or project.config.loop
+    when = floor_as_of(as_of, settings.every)
+    p = _Pass(project, settings, when, None)
+    p.pass_id = content_key("bootstrap", p.pass_id)
+    with p.state.lock():
+        p.outputs["start"] = {"champion_version": None, "champion_params": {}}
+        p.dataset()
+        p.train()
+        p.register()
+        version = p.outputs["register"]["version"]
+
+        def work() -> dict[str, Any]:
+            event = project.registry.promote(
+                p.model, version, alias="champion", reason=reason, user=LOOP_USER
+            )
+            return {
+                "decision": "promoted",
+                "summary": f"{p.model}/{version} is the first champion",
+                "version": version,
+                "event": event.to_dict(),
+            }
+
+        done = p.run_step("promote", [version], work)
+        return _finish(p, "promoted", done["summary"])
 
 
 def newest_windows(
@@ -711,7 +756,8 @@ def _write_parquet(frame: pd.DataFrame, path: Path) -> None:
     tmp.replace(path)
 
 
-def _score(model: Any, frame: pd.DataFrame) -> np.ndarray:
+def score_frame(model: Any, frame: pd.DataFrame) -> np.ndarray:
+    """P(bad) of ``model`` on ``frame`` (which must hold every input the model reads)."""
     names = model.schema_.names
     missing = [n for n in names if n not in frame.columns]
     if missing:
@@ -720,6 +766,13 @@ def _score(model: Any, frame: pd.DataFrame) -> np.ndarray:
             "champion and the challenger must read the same feature service."
         )
     return model.predict_proba(frame[names])[:, 1]
+
+
+def _score_bins(model: Any) -> dict[str, Any] | None:
+    """The frozen bins of a model's training scores (stored with it at training)."""
+    reference = (getattr(model, "metadata_", None) or {}).get("drift_reference") or {}
+    score = reference.get("score") or {}
+    return score.get("bins")
 
 
 def _champion_params(run: Any) -> dict[str, Any]:
@@ -853,4 +906,13 @@ def loop_history(project: Any, *, settings: LoopSettings | None = None) -> list[
     return LoopState(project.resolve_path(settings.state)).history()
 
 
-__all__ = ["STEPS", "PassResult", "floor_as_of", "loop_history", "newest_windows", "run_pass"]
+__all__ = [
+    "STEPS",
+    "PassResult",
+    "bootstrap_champion",
+    "floor_as_of",
+    "loop_history",
+    "newest_windows",
+    "run_pass",
+    "score_frame",
+]

@@ -353,6 +353,49 @@ class Deployment:
         where = list(prefixes) if prefixes is not None else ["" for _ in items]
         checked = [self.check(item, where[i]) for i, item in enumerate(items)]
         rows = self._features(checked, where)
+        return self._score_rows(checked, rows, where, explain=explain, role=role)
+
+    def score_features(
+        self,
+        entities: Sequence[Mapping[str, Any]],
+        rows: Sequence[Mapping[str, Any]],
+        *,
+        explain: bool = False,
+        role: Role = "champion",
+    ) -> list[ScoreResult]:
+        """Score applicants whose model inputs are already known, one row per entity.
+
+        For replaying history (``lendml simulate``): ``rows`` hold every model input as
+        the point-in-time training set computes it at each applicant's time — what the
+        online read gave then. Missing-value rules, ranges, decisions and reasons are
+        those of :meth:`score`.
+
+        Raises
+        ------
+        DataValidationError
+            A row lacks a model input, or breaks a missing-value rule or a range.
+        """
+        if len(entities) != len(rows):
+            raise ConfigError(f"{len(entities)} entities but {len(rows)} feature rows.")
+        where = [f"rows[{i}]." for i in range(len(rows))]
+        plain: list[dict[str, Any]] = []
+        for i, row in enumerate(rows):
+            absent = [n for n in self.names if n not in row]
+            if absent:
+                raise problem(where[i], f"lacks the model input(s) {sorted(absent)[:10]}.")
+            plain.append({n: _plain(row[n]) for n in self.names})
+        items = [ScoreInput(entity=dict(e), fields={}) for e in entities]
+        return self._score_rows(items, plain, where, explain=explain, role=role)
+
+    def _score_rows(
+        self,
+        checked: list[ScoreInput],
+        rows: list[dict[str, Any]],
+        where: list[str],
+        *,
+        explain: bool,
+        role: Role,
+    ) -> list[ScoreResult]:
         missing = self._apply_missing(rows, where)
         X = self._encode(rows)
         raw = self._raw(X)
