@@ -9,6 +9,7 @@ tracking URI and one active run; lendml never uses it).
 from __future__ import annotations
 
 import logging
+import os
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -16,6 +17,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
 from lendml.errors import LendmlError, ModelNotFound, RegistryError
+
+# MLflow draws a tqdm bar on stderr for every artifact download (each model load); a
+# platform that loads models inside servers, loops and demos keeps stderr for its own
+# messages. A user who sets the variable keeps their choice.
+os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
 if TYPE_CHECKING:
     from mlflow.tracking import MlflowClient
