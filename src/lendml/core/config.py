@@ -326,6 +326,78 @@ class LoopSettings(_Strict):
         return value
 
 
+# -- monitoring (lendml.monitoring reads these; docs/monitoring.md)
+class PsiRuleSettings(_Strict):
+    """The PSI rule: alert at ``threshold`` or more and, with ``noise_floor`` on, only
+    above the PSI that two samples of unchanged data exceed with probability ``alpha``
+    (at 100 rows and 10 bins that floor is 0.22, so the fixed rule alone fires on noise)."""
+
+    threshold: float = Field(default=0.10, gt=0, allow_inf_nan=False)
+    significant: float = Field(default=0.25, gt=0, allow_inf_nan=False)  # level shown only
+    noise_floor: bool = True
+
+    @model_validator(mode="after")
+    def _ordered(self) -> PsiRuleSettings:
+        if self.significant < self.threshold:
+            raise ValueError(
+                f"significant ({self.significant}) must be at least threshold ({self.threshold})"
+            )
+        return self
+
+
+class DriftRuleSettings(_Strict):
+    """Drift rules per window of served decisions; a window with fewer than ``min_rows``
+    rows is measured but never alerts. ``null`` switches a rule off."""
+
+    alpha: float = Field(default=0.01, gt=0, lt=0.5)  # noise floor and missing-rate test
+    min_rows: int = Field(default=50, ge=1)
+    psi: PsiRuleSettings | None = Field(default_factory=PsiRuleSettings)
+    # KS p-value below this alerts; off by default: at thousands of rows a trivial shift
+    # is significant, and the PSI rule already sizes the change
+    ks_alpha: float | None = Field(default=None, gt=0, lt=0.5)
+    missing_change: float | None = Field(default=0.02, gt=0, le=1)  # absolute, and p < alpha
+    unseen_share: float | None = Field(default=0.01, gt=0, le=1)
+
+
+class DecayRuleSettings(_Strict):
+    """Performance decay: a vintage's realised AUC below the model's ``reference`` AUC
+    (measured at training on the validation or test window) minus ``auc_margin``, counted
+    only on vintages with ``min_labels`` mature labels and ``min_months_on_book``; with
+    ``alpha`` set, the drop must also be significant (the upper end of the realised AUC's
+    one-sided ``1 - alpha`` DeLong bound lies below the reference)."""
+
+    auc_margin: float | None = Field(default=0.03, gt=0, lt=0.5)  # None: off
+    reference: Literal["valid", "test"] = "valid"
+    min_labels: int = Field(default=300, ge=30)
+    min_months_on_book: int = Field(default=0, ge=0)
+    alpha: float | None = Field(default=0.05, gt=0, lt=0.5)
+
+
+class WatchSettings(_Strict):
+    """Which model inputs the rules watch: ``watch`` (default: all), minus ``ignore``.
+    The score is always watched."""
+
+    watch: tuple[str, ...] = ()
+    ignore: tuple[str, ...] = ()
+
+    @model_validator(mode="after")
+    def _disjoint(self) -> WatchSettings:
+        both = sorted(set(self.watch) & set(self.ignore))
+        if both:
+            raise ValueError(f"features {both} are both watched and ignored; keep one")
+        return self
+
+
+class MonitoringSettings(_Strict):
+    """``monitoring:`` in ``lendml.yaml``: the alert rules ``lendml monitor drift``,
+    ``performance`` and ``report`` apply (docs/monitoring.md)."""
+
+    every: Literal["D", "W"] = "D"  # window of the drift measures: day or ISO week
+    features: WatchSettings = Field(default_factory=WatchSettings)
+    drift: DriftRuleSettings = Field(default_factory=DriftRuleSettings)
+    decay: DecayRuleSettings = Field(default_factory=DecayRuleSettings)
+
+
 class ProjectConfig(_Strict):
     """The contents of ``lendml.yaml``."""
 
@@ -340,6 +412,7 @@ class ProjectConfig(_Strict):
     serving: ServingSettings = Field(default_factory=ServingSettings)
     prediction_log: PredictionLogSettings = Field(default_factory=ParquetLogSettings)
     loop: LoopSettings = Field(default_factory=LoopSettings)
+    monitoring: MonitoringSettings = Field(default_factory=MonitoringSettings)
 
 
 def _format_validation(exc: ValidationError, where: str) -> str:
