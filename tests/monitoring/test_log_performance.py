@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 
 import numpy as np
@@ -132,7 +133,7 @@ def test_cli_monitor_performance(tmp_path):
         ],
     )
     assert res.exit_code == 0, res.output
-    rows = pd.read_json(out)
+    rows = pd.DataFrame(json.loads(out.read_text())["vintages"])
     assert rows.loc[0, "decisions"] == 200 and rows.loc[0, "mature"] == 200
     assert rows.loc[0, "bad_rate"] == pytest.approx(outcomes["bad"].mean())
     res = CliRunner().invoke(

@@ -7,24 +7,28 @@ window against that reference: PSI with a sample-size noise floor, Jensen–Shan
 missing rates, unseen categories — for every input and for the probability served.
 
 Shadow scores are left out by default (they were never decisions); champion and canary
-responses of the version are in.
+responses of the version are in. What alerts is decided by the rules of ``monitoring:`` in
+lendml.yaml (:mod:`lendml.monitoring.rules`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import pandas as pd
 from prometheus_client import CollectorRegistry, Gauge
 
+from lendml.core.config import MonitoringSettings
 from lendml.errors import ConfigError, DataValidationError
-from lendml.evaluation.drift import (
-    SCORE,
-    DriftReference,
-    DriftSettings,
-    drift_by_window,
+from lendml.evaluation.drift import SCORE, DriftReference, drift_by_window
+from lendml.monitoring.rules import (
+    ALERT_COLUMNS,
+    apply_drift_rules,
+    drift_alerts,
+    drift_settings,
+    watched_reference,
 )
 
 FEATURE_PREFIX = "features."
@@ -36,13 +40,14 @@ def log_drift(
     *,
     version: int | None = None,
     every: Literal["D", "W"] = "D",
-    settings: DriftSettings | None = None,
+    rules: MonitoringSettings | None = None,
     roles: Sequence[str] = ("champion", "canary"),
 ) -> pd.DataFrame:
     """Drift per window of a flattened prediction log (``read_prediction_log``'s frame).
 
     Returns one row per (window, variable): the variable ``__score__`` is the probability
-    served; the other variables are the model's inputs.
+    served; the other variables are the model's watched inputs. ``rules`` (default: the
+    defaults of ``monitoring:``) choose the inputs and set the ``alert_*`` columns.
 
     Raises
     ------
@@ -65,6 +70,8 @@ def log_drift(
             f"No logged record of version {version!r} with role(s) {list(roles)!r} in the "
             "window read; widen --start/--end or check the model reference."
         )
+    rules = rules or MonitoringSettings()
+    reference = watched_reference(reference, rules.features)
     names = list(reference.variables)
     absent = [n for n in names if FEATURE_PREFIX + n not in rows.columns]
     if absent:
@@ -74,14 +81,15 @@ def log_drift(
         )
     frame = rows[[FEATURE_PREFIX + n for n in names]].set_axis(names, axis=1)
     frame = frame.assign(__time__=rows["time"].to_numpy(), __p__=rows["probability"].to_numpy())
-    return drift_by_window(
+    table = drift_by_window(
         reference,
         frame,
         time_column="__time__",
         every=every,
         score_column="__p__" if reference.score is not None else None,
-        settings=settings,
+        settings=drift_settings(rules.drift),
     )
+    return apply_drift_rules(table, rules.drift)
 
 
 @dataclass(frozen=True)
@@ -92,6 +100,7 @@ class DriftMonitor:
     version: int
     every: str
     table: pd.DataFrame
+    rules: MonitoringSettings = field(default_factory=MonitoringSettings)
 
     @property
     def latest(self) -> pd.DataFrame:
@@ -102,18 +111,29 @@ class DriftMonitor:
 
     @property
     def alerts(self) -> pd.DataFrame:
-        """Every (window, variable) that alerts."""
-        return self.table[self.table["alert"]] if not self.table.empty else self.table
+        """One row per rule fired on a (window, variable): ``rule``, ``variable``,
+        ``window``, ``value``, ``threshold`` and ``detail``."""
+        return drift_alerts(self.table, self.rules.drift)
+
+    @property
+    def latest_alerts(self) -> pd.DataFrame:
+        """The alerts of the most recent window."""
+        alerts = self.alerts
+        if self.table.empty:
+            return alerts
+        return alerts[alerts["window"] == self.table["window"].max()]
 
     def to_dict(self) -> dict[str, Any]:
         table = self.table.assign(window=self.table["window"].astype(str))
+        alerts = self.alerts.assign(window=self.alerts["window"].astype(str))
         return {
             "model": self.model,
             "version": self.version,
             "every": self.every,
+            "rules": self.rules.drift.model_dump(mode="json"),
             "windows": sorted(table["window"].unique().tolist()),
-            "alerts": table[table["alert"]][["window", "variable"]].to_dict("records"),
-            "rows": table.astype(object).where(table.notna(), None).to_dict("records"),
+            "alerts": _records(alerts[ALERT_COLUMNS]),
+            "rows": _records(table),
         }
 
     def gauges(self, registry: CollectorRegistry | None = None) -> CollectorRegistry:
@@ -145,6 +165,11 @@ class DriftMonitor:
         return registry
 
 
+def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
+    """Rows as JSON-ready dicts: NaN as ``None``."""
+    return frame.astype(object).where(frame.notna(), None).to_dict("records")
+
+
 def drift_reference_of(model: Any) -> DriftReference:
     """The frozen drift reference stored with a loaded model.
 
@@ -170,14 +195,17 @@ def monitor_drift(
     *,
     start: Any = None,
     end: Any = None,
-    every: Literal["D", "W"] = "D",
-    settings: DriftSettings | None = None,
+    every: Literal["D", "W"] | None = None,
+    rules: MonitoringSettings | None = None,
 ) -> DriftMonitor:
     """Drift of the model version ``ref`` (``NAME@champion``, ``NAME/3``) over its log.
 
     ``registry`` is the project's :class:`~lendml.registry.Registry`; ``log_settings`` and
-    ``root`` locate the prediction log (``lendml.yaml``'s ``prediction_log:``).
+    ``root`` locate the prediction log (``lendml.yaml``'s ``prediction_log:``); ``rules``
+    are its ``monitoring:`` settings; ``every`` overrides ``rules.every``.
     """
+    rules = rules or MonitoringSettings()
+    every = every or rules.every
     from lendml.serving.prediction_log import read_prediction_log
 
     loaded = registry.load(ref)
@@ -188,8 +216,8 @@ def monitor_drift(
             f"The prediction log holds no record of {loaded.info.name!r} between {start!r} "
             f"and {end!r}; serve the model (lendml serve) or widen the window."
         )
-    table = log_drift(log, reference, version=loaded.info.version, every=every, settings=settings)
-    return DriftMonitor(loaded.info.name, loaded.info.version, every, table)
+    table = log_drift(log, reference, version=loaded.info.version, every=every, rules=rules)
+    return DriftMonitor(loaded.info.name, loaded.info.version, every, table, rules)
 
 
 __all__ = ["DriftMonitor", "drift_reference_of", "log_drift", "monitor_drift"]
