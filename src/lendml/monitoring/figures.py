@@ -35,14 +35,12 @@ def _mark_alerts(ax: Any, x: pd.Series, y: pd.Series, fired: pd.Series, label: s
         )
 
 
-def _dates(ax: Any) -> None:
-    from matplotlib.dates import AutoDateLocator, DateFormatter
-
-    ax.xaxis.set_major_locator(AutoDateLocator(maxticks=10))
-    ax.xaxis.set_major_formatter(DateFormatter("%Y-%m-%d"))
-    for tick in ax.get_xticklabels():
-        tick.set_rotation(30)
-        tick.set_horizontalalignment("right")
+def _dates(ax: Any, table: pd.DataFrame) -> None:
+    """One tick per window (at most ~10), labelled by its first day."""
+    windows = pd.Series(sorted(_x(table["window"]).unique()))
+    step = max(1, len(windows) // 10)
+    shown = windows.iloc[::step]
+    ax.set_xticks(shown, [w.strftime("%Y-%m-%d") for w in shown], rotation=30, ha="right")
 
 
 def score_psi_svg(table: pd.DataFrame, rules: MonitoringSettings) -> str:
@@ -67,7 +65,7 @@ def score_psi_svg(table: pd.DataFrame, rules: MonitoringSettings) -> str:
     ax.set_ylim(bottom=0)
     ax.set_title("Score drift per window")
     ax.legend(fontsize=8, frameon=False, loc="upper left")
-    _dates(ax)
+    _dates(ax, t)
     return to_svg(fig, salt="score-psi")
 
 
@@ -98,7 +96,7 @@ def feature_psi_svg(table: pd.DataFrame, rules: MonitoringSettings) -> str:
         title += f" (the {MAX_LINES} most drifted of {t['variable'].nunique()})"
     ax.set_title(title)
     ax.legend(fontsize=8, frameon=False, loc="upper left", ncol=2)
-    _dates(ax)
+    _dates(ax, t)
     return to_svg(fig, salt="feature-psi")
 
 
@@ -129,7 +127,7 @@ def missing_svg(table: pd.DataFrame, rules: MonitoringSettings) -> str | None:
     ax.set_ylabel("missing rate now − at training")
     ax.set_title("Missing-rate changes per window (dashed: rule; circles: alert)")
     ax.legend(fontsize=8, frameon=False, loc="upper left", ncol=2)
-    _dates(ax)
+    _dates(ax, t)
     return to_svg(fig, salt="missing")
 
 
