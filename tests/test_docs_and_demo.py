@@ -42,17 +42,29 @@ def test_docs_first_example_is_the_init_template():
 def test_demo_runs_end_to_end(tmp_path):
     exe = Path(sys.executable).parent / "lendml"
     res = subprocess.run(
-        [str(exe), "demo", "--dir", str(tmp_path / "demo"), "--borrowers", "600"],
+        [
+            str(exe),
+            "demo",
+            "--dir",
+            str(tmp_path / "demo"),
+            "--borrowers",
+            "600",
+            "--loop-borrowers",
+            "4000",
+        ],
         capture_output=True,
         text=True,
         timeout=600,
     )
     assert res.returncode == 0, res.stdout + res.stderr
-    for step in (*(f"{i}/10" for i in range(1, 11)), "done"):
+    for step in (*(f"{i}/12" for i in range(1, 13)), "done"):
         assert step in res.stdout
     assert "served credit_pd@champion" in res.stdout and "200 applicants" in res.stdout
     assert (tmp_path / "demo" / "data" / "training_set.parquet").exists()
     assert (tmp_path / "demo" / "reports" / "credit_pd" / "report.html").exists()
+    sim = tmp_path / "demo" / "simulation"
+    assert "<svg" in (sim / "reports" / "simulation" / "report.html").read_text()
+    assert "loop passes" in res.stdout and "where everything is" in res.stdout
     from lendml import Project
 
     with Project(tmp_path / "demo") as p:

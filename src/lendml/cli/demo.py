@@ -46,14 +46,21 @@ serving:
 """
 
 
-def run_demo(directory: Path, *, borrowers: int = 3000, seed: int = 42, console: Console) -> None:
+def run_demo(
+    directory: Path,
+    *,
+    borrowers: int = 3000,
+    loop_borrowers: int = 12_000,
+    seed: int = 42,
+    console: Console,
+) -> None:
     """Run the tour into ``directory`` (created; must be new or empty)."""
     from lendml.datasets import generate_world
     from lendml.features.training_set import Label
     from lendml.project import Project
 
     console.rule("[bold]lendml demo[/]")
-    steps = 10
+    steps = 12
     project = Project.init(directory, name="lending_demo")
     (project.root / "features.py").write_text(LENDING_FEATURES)
     world = project.root / "data" / "world"
@@ -152,6 +159,8 @@ def run_demo(directory: Path, *, borrowers: int = 3000, seed: int = 42, console:
     with Project(project.root) as served:
         _serve_and_score(served, applicants, console=console, step=9, steps=steps)
         _drift(served, console=console, step=10, steps=steps)
+    sim = _loop(directory / "simulation", loop_borrowers, console=console, step=11, steps=steps)
+    _where(project.root, sim, console=console, step=12, steps=steps)
     console.rule(f"[bold green]done[/] — project in {project.root}")
 
 
@@ -260,3 +269,79 @@ def _drift(project: Any, *, console: Console, step: int, steps: int) -> None:
         + (f"alerts: {', '.join(alerts)}" if alerts else "no alert")
         + " (lendml monitor drift --model credit_pd@champion)"
     )
+
+
+def _loop(root: Path, borrowers: int, *, console: Console, step: int, steps: int) -> Any:
+    """Months of a world with a regime shift, served and run through the loop."""
+    from lendml.pipelines.simulate import SimulationSettings, simulate
+
+    settings = SimulationSettings(
+        borrowers=borrowers, months=24, shift_month=15, first_champion_month=11
+    )
+    console.print(
+        f"[bold]{step}/{steps}[/] the loop over simulated months: {borrowers:,} borrowers, "
+        f"regime shift at month {settings.shift_month}, outcomes known "
+        f"{settings.horizon_months} months after application; each month is served by the "
+        "champion of the day, then a loop pass runs"
+    )
+    with console.status(f"{step}/{steps} simulating…") as status:
+
+        def progress(text: str) -> None:
+            status.update(f"{step}/{steps} {text}")
+            if text[:4].isdigit():
+                console.print(f"    {text}", highlight=False)
+
+        result = simulate(root, settings=settings, progress=progress)
+    table = Table(title=f"{step}/{steps} what the loop did")
+    for col in ("outcome", "held", "evidence"):
+        table.add_column(col, overflow="fold")
+    o = result.outcomes
+    d, pr, orc, q = o["drift_detected"], o["promoted_after_shift"], o["oracle"], o["quiet_periods"]
+    rows = [
+        (
+            "drift alert after the shift",
+            d["passed"],
+            f"first at {str(d['first_alert'])[:10]}: {', '.join(d['alerts'][:4])}",
+        ),
+        (
+            "challenger promoted on post-shift labels",
+            pr["passed"],
+            ", ".join(f"v{x['version']} {str(x['as_of'])[:10]}" for x in pr["promotions"])
+            or "none",
+        ),
+        (
+            "champion within 0.01 AUC of a post-shift oracle",
+            orc["passed"],
+            f"{orc['auc']['champion']:.3f} vs {orc['auc']['oracle']:.3f} "
+            f"(first champion {orc['auc']['first_champion']:.3f})",
+        ),
+        (
+            "no promotion in quiet periods unless better",
+            q["passed"],
+            f"{len(q['rejections'])} challengers rejected by the gate",
+        ),
+    ]
+    for name, ok, text in rows:
+        table.add_row(name, "[green]yes[/]" if ok else "[yellow]no[/]", text)
+    console.print(table)
+    console.print(
+        f"[green]✓[/] {step}/{steps} {len(result.passes) - 1} loop passes; every trigger, "
+        f"gate and promotion with its evidence: lendml loop history -p {root}"
+    )
+    return result
+
+
+def _where(root: Path, sim: Any, *, console: Console, step: int, steps: int) -> None:
+    table = Table(title=f"{step}/{steps} where everything is")
+    table.add_column("what")
+    table.add_column("where", overflow="fold")
+    for what, where in (
+        ("evaluation report (first model)", root / "reports" / "credit_pd" / "report.html"),
+        ("simulation report (drift, AUC by vintage, promotions)", sim.report),
+        ("loop audit trail", sim.root / "data" / "loop" / "audit.jsonl"),
+        ("challenger reports", sim.root / "reports" / "loop"),
+        ("prediction log", root / "data" / "prediction_log"),
+        ("runs and registry (MLflow)", root / "data" / "mlflow.db"),
+    ):
+        table.add_row(what, str(where))
+    console.print(table)

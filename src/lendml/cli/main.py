@@ -284,6 +284,9 @@ def demo(
         Path, typer.Option("--dir", help="Demo project folder (new or empty).")
     ] = Path("demo-project"),
     borrowers: Annotated[int, typer.Option("--borrowers")] = 3000,
+    loop_borrowers: Annotated[
+        int, typer.Option("--loop-borrowers", help="Borrowers of the loop's simulated world.")
+    ] = 12_000,
 ) -> None:
     """Run the end-to-end tour on embedded defaults."""
     import shutil
@@ -292,7 +295,7 @@ def demo(
 
     if directory.exists() and (directory / "lendml.yaml").exists():
         shutil.rmtree(directory)  # a previous demo run: start fresh
-    run_demo(directory, borrowers=borrowers, console=console)
+    run_demo(directory, borrowers=borrowers, loop_borrowers=loop_borrowers, console=console)
 
 
 def main() -> None:  # pragma: no cover - console entry

@@ -337,8 +337,9 @@ def _outcomes(
     windows = (after.index(detected) + 1) if detected else None
     # 2. a challenger promoted once post-shift labels matured
     promoted = [r for r in after if r["status"] == "promoted"]
+    # the first pass whose newest window holds post-shift labels comes after this
     mature_from = _month(shift_at, s.horizon_months)
-    promoted_mature = [r for r in promoted if r["as_of"] >= mature_from]
+    promoted_mature = [r for r in promoted if r["as_of"] > mature_from]
     # 4. quiet periods: before the shift, every promotion was better by DeLong
     before = [r for r in passes if r["as_of"] <= shift_at]
     quiet_promotions = [
