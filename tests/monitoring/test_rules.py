@@ -234,9 +234,6 @@ def test_bad_monitoring_config_is_refused_naming_the_key(tmp_path):
         "monitoring:\n  decay:\n    reference: train\n": "monitoring.decay.reference",
         "monitoring:\n  decay:\n    min_labels: 5\n": "monitoring.decay.min_labels",
         "monitoring:\n  every: M\n": "monitoring.every",
-        "monitoring:\n  drift:\n    psi: {threshold: 0.3, significant: 0.2}\n": (
-            "monitoring.drift.psi"
-        ),
         "monitoring:\n  features: {watch: [dti], ignore: [dti]}\n": "monitoring.features",
     }
     for text, key in cases.items():

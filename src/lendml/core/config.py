@@ -330,19 +330,12 @@ class LoopSettings(_Strict):
 class PsiRuleSettings(_Strict):
     """The PSI rule: alert at ``threshold`` or more and, with ``noise_floor`` on, only
     above the PSI that two samples of unchanged data exceed with probability ``alpha``
-    (at 100 rows and 10 bins that floor is 0.22, so the fixed rule alone fires on noise)."""
+    (at 100 rows and 10 bins that floor is 0.22, so the fixed rule alone fires on noise).
+    ``significant`` only names the level of a PSI shown (at least the threshold)."""
 
     threshold: float = Field(default=0.10, gt=0, allow_inf_nan=False)
-    significant: float = Field(default=0.25, gt=0, allow_inf_nan=False)  # level shown only
+    significant: float = Field(default=0.25, gt=0, allow_inf_nan=False)
     noise_floor: bool = True
-
-    @model_validator(mode="after")
-    def _ordered(self) -> PsiRuleSettings:
-        if self.significant < self.threshold:
-            raise ValueError(
-                f"significant ({self.significant}) must be at least threshold ({self.threshold})"
-            )
-        return self
 
 
 class DriftRuleSettings(_Strict):

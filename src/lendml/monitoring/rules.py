@@ -51,7 +51,9 @@ def drift_settings(rules: DriftRuleSettings) -> DriftSettings:
     return DriftSettings(
         alpha=rules.alpha,
         psi_moderate=psi.threshold if psi else DriftSettings.psi_moderate,
-        psi_significant=psi.significant if psi else DriftSettings.psi_significant,
+        psi_significant=max(psi.significant, psi.threshold)
+        if psi
+        else DriftSettings.psi_significant,
         missing_change=rules.missing_change if rules.missing_change else 1.0,
         unseen_share=rules.unseen_share if rules.unseen_share else 1.0,
         min_rows=rules.min_rows,
