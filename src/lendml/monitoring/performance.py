@@ -252,8 +252,8 @@ def measure_performance(
     >>> out = Outcomes(pd.DataFrame({"id": [1, 2], "label": [0, 1],
     ...     "observed_at": pd.to_datetime(["2025-04-01", "2025-03-01"], utc=True)}), key="id")
     >>> mon = measure_performance(log, out, model="pd", as_of="2025-05-01")
-    >>> mon.table.loc[0, ["vintage", "mature", "bad_rate"]].tolist()
-    ['2025-01', 2, 0.5]
+    >>> mon.table[["vintage", "mature", "bad_rate"]].to_dict("records")
+    [{'vintage': '2025-01', 'mature': 2, 'bad_rate': 0.5}]
     """
     rules = rules or MonitoringSettings()
     cut = _utc(as_of)
