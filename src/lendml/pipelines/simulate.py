@@ -58,12 +58,12 @@ Progress = Callable[[str], None]
 class SimulationSettings:
     """The world and the replay."""
 
-    borrowers: int = 20_000
+    borrowers: int = 40_000
     seed: int = 7
     months: int = 30
     shift_month: int = 18
     horizon_months: int = 3
-    first_champion_month: int = 9  # the first champion is trained at this month's start
+    first_champion_month: int = 12  # the first champion is trained at this month's start
     approve_below: float = 0.10
     decline_from: float = 0.20
     selection: bool = True  # the loop learns only from approved (and explored) loans
@@ -198,6 +198,7 @@ def simulate(
     from lendml.project import Project
 
     s = settings or SimulationSettings()
+    _check(s)
     say = progress or (lambda text: None)
     root = Path(root)
     say(f"synthesizing {s.borrowers:,} borrowers over {s.months} months (shift at {s.shift_month})")
@@ -266,6 +267,33 @@ def simulate(
     write_json(result, root / "reports" / "simulation" / "simulation.json")
     result.report = write_report(result, root / "reports" / "simulation", shift_at=shift_at)
     return result
+
+
+def _check(s: SimulationSettings) -> None:
+    """Refuse a replay that cannot show the four outcomes, before any work is done."""
+    from lendml.errors import ConfigError
+
+    post = s.months - s.shift_month - s.horizon_months
+    if not 0 < s.first_champion_month < s.shift_month:
+        raise ConfigError(
+            f"first_champion_month must be in 1..{s.shift_month - 1} (before the shift at "
+            f"month {s.shift_month}); got {s.first_champion_month}."
+        )
+    # the first champion's windows: 60d test + 30d valid + at least 30d of training rows,
+    # all after the warm-up and at least the horizon before its as-of time
+    if s.first_champion_month * 30 - s.warm_up_days < 120 + s.horizon_months * 30:
+        raise ConfigError(
+            f"first_champion_month {s.first_champion_month} leaves no training window: the "
+            f"first champion needs labelled months after the {s.warm_up_days}-day warm-up "
+            f"and the {s.horizon_months}-month outcome horizon; use at least "
+            f"{(s.warm_up_days + 120) // 30 + s.horizon_months}."
+        )
+    if post < 6:
+        raise ConfigError(
+            f"{s.months} months with the shift at {s.shift_month} and a {s.horizon_months}-"
+            f"month horizon leave {post} month(s) of mature post-shift outcomes; the oracle "
+            "needs at least 6 (2 to train on, 3 to test, 1 to validate): add months."
+        )
 
 
 def _write_spine(root: Path, spine: pd.DataFrame) -> None:
