@@ -18,8 +18,18 @@ def test_simulate_replays_every_month_through_serving_and_the_loop(tmp_path: Pat
     res = CliRunner().invoke(
         app,
         [
-            "simulate", "--out", str(out), "--borrowers", "4000", "--months", "22",
-            "--shift-month", "13", "--first-champion-month", "11", "--json",
+            "simulate",
+            "--out",
+            str(out),
+            "--borrowers",
+            "4000",
+            "--months",
+            "22",
+            "--shift-month",
+            "13",
+            "--first-champion-month",
+            "11",
+            "--json",
         ],
     )
     assert res.exit_code in (0, 1), res.output  # 1: an outcome did not hold at this size

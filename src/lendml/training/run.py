@@ -324,9 +324,7 @@ def split_service_frame(data: ServiceFrame, config: TrainConfig, y: np.ndarray) 
             )
         strict = s.labels_known_at == "boundary"
         gap_text = s.gap or (config.label.maturity if strict else None)
-        observed = (
-            frame[config.label.observed_at] if config.label.observed_at and strict else None
-        )
+        observed = frame[config.label.observed_at] if config.label.observed_at and strict else None
         split = out_of_time_split(
             frame[time_col],
             labels,
