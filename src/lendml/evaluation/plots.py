@@ -39,7 +39,7 @@ _METADATA = re.compile(r"<metadata>.*?</metadata>\s*", re.DOTALL)
 _XMLNS = re.compile(r'\s+xmlns(:xlink)?="[^"]*"')
 
 
-def _new_figure(width: float, height: float) -> Figure:
+def new_figure(width: float, height: float) -> Figure:
     """A figure on its own Agg canvas: no pyplot, no global backend switch."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
@@ -49,8 +49,9 @@ def _new_figure(width: float, height: float) -> Figure:
     return fig
 
 
-def _figure(width: float = 6.4, height: float = 3.8) -> tuple[Figure, Axes]:
-    fig = _new_figure(width, height)
+def figure(width: float = 6.4, height: float = 3.8) -> tuple[Figure, Axes]:
+    """One axes in the reports' style (light grid, no top/right spines) on its own canvas."""
+    fig = new_figure(width, height)
     ax = fig.subplots()
     ax.grid(True, color=GRID, linewidth=0.6)
     ax.set_axisbelow(True)
@@ -93,7 +94,7 @@ def _thin_curve(x: np.ndarray, y: np.ndarray, points: int = 1500) -> tuple[Any, 
 
 def roc_svg(disc: Discrimination, comparison: AUCComparison | None = None) -> str:
     """ROC curve with the diagonal of a random score; the KS point marked."""
-    fig, ax = _figure(5.2, 4.4)
+    fig, ax = figure(5.2, 4.4)
     roc = disc.roc
     fpr, tpr = _thin_curve(np.asarray(roc["fpr"], float), np.asarray(roc["tpr"], float))
     ax.plot([0, 1], [0, 1], color="#999999", linestyle="--", linewidth=1, label="random")
@@ -111,7 +112,7 @@ def roc_svg(disc: Discrimination, comparison: AUCComparison | None = None) -> st
 
 def reliability_svg(cal: Calibration) -> str:
     """Observed bad rate against mean predicted P(bad) per quantile bin."""
-    fig, ax = _figure(5.2, 4.4)
+    fig, ax = figure(5.2, 4.4)
     t = cal.reliability
     hi = float(max(t["mean_score"].max(), t["bad_rate"].max(), 1e-6)) * 1.05
     ax.plot([0, hi], [0, hi], color="#999999", linestyle="--", linewidth=1, label="perfect")
@@ -127,7 +128,7 @@ def reliability_svg(cal: Calibration) -> str:
 
 def gains_svg(gains: pd.DataFrame) -> str:
     """Cumulative share of bads captured by band, with the lift of each band."""
-    fig = _new_figure(8.4, 3.8)
+    fig = new_figure(8.4, 3.8)
     ax1, ax2 = fig.subplots(1, 2)
     for ax in (ax1, ax2):
         ax.grid(True, color=GRID, linewidth=0.6)
@@ -150,7 +151,7 @@ def gains_svg(gains: pd.DataFrame) -> str:
 
 def distribution_svg(dist: pd.DataFrame) -> str:
     """Score histograms of goods and bads (each as a share of its class)."""
-    fig, ax = _figure()
+    fig, ax = figure()
     edges = np.concatenate([dist["bin_low"].to_numpy(), dist["bin_high"].to_numpy()[-1:]])
     ax.stairs(dist["share_good"], edges, color=GOOD, fill=True, alpha=0.35, label="goods")
     ax.stairs(dist["share_bad"], edges, color=BAD, fill=True, alpha=0.35, label="bads")
@@ -166,7 +167,7 @@ def distribution_svg(dist: pd.DataFrame) -> str:
 def psi_svg(summary: pd.DataFrame, *, max_rows: int = 30) -> str:
     """PSI / CSI bars per variable, coloured by level, with the 0.10 and 0.25 lines."""
     top = summary.head(max_rows).iloc[::-1]
-    fig, ax = _figure(6.4, max(2.2, 0.28 * len(top) + 1.2))
+    fig, ax = figure(6.4, max(2.2, 0.28 * len(top) + 1.2))
     colours = [LEVEL_COLOURS.get(level, "#999999") for level in top["level"]]
     ax.barh(top["variable"].astype(str), top["psi"].fillna(0.0), color=colours)
     ax.axvline(0.10, color="#f39c12", linestyle="--", linewidth=1)
@@ -182,7 +183,7 @@ def psi_svg(summary: pd.DataFrame, *, max_rows: int = 30) -> str:
 def fairness_svg(table: pd.DataFrame, *, air_threshold: float) -> str:
     """Approval rate per protected group, with each attribute's four-fifths line."""
     t = table[table["n"] > 0].reset_index(drop=True)
-    fig, ax = _figure(6.4, max(2.2, 0.3 * len(t) + 1.2))
+    fig, ax = figure(6.4, max(2.2, 0.3 * len(t) + 1.2))
     labels = [f"{a} = {g}" for a, g in zip(t["attribute"], t["group"], strict=True)]
     colours = [BAD if flag else GOOD for flag in t["air_flag"]]
     y = np.arange(len(t))[::-1]
@@ -205,7 +206,7 @@ def fairness_svg(table: pd.DataFrame, *, air_threshold: float) -> str:
 def periods_svg(periods: pd.DataFrame) -> str:
     """AUC and bad rate per period."""
     t = periods[periods["period"] != "(missing)"]
-    fig, ax = _figure(8.4, 3.4)
+    fig, ax = figure(8.4, 3.4)
     x = np.arange(len(t))
     ax.plot(x, t["auc"], color=BAD, marker="o", label="AUC")
     ax.set_ylabel("AUC")

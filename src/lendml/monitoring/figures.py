@@ -14,11 +14,9 @@ import pandas as pd
 
 from lendml.core.config import MonitoringSettings
 from lendml.evaluation.drift import SCORE
-from lendml.evaluation.plots import BAD, GOOD, INK, to_svg
 
 # one figure style for every report: the evaluation report's private helpers
-from lendml.evaluation.plots import _figure as figure
-from lendml.evaluation.plots import _new_figure as new_figure
+from lendml.evaluation.plots import BAD, GOOD, INK, figure, new_figure, to_svg
 
 THRESHOLD = "#f39c12"
 MAX_LINES = 8

@@ -14,24 +14,10 @@ from typing import Any
 
 import pandas as pd
 
-from lendml.evaluation.plots import to_svg
+from lendml.evaluation.plots import figure, to_svg
 
 SHIFT = "#8e44ad"
 PROMOTE = "#27ae60"
-
-
-def _figure(width: float = 9.0, height: float = 3.2) -> Any:
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(width, height), layout="constrained")
-    FigureCanvasAgg(fig)
-    ax = fig.subplots()
-    ax.grid(True, color="#dddddd", linewidth=0.6)
-    ax.set_axisbelow(True)
-    for side in ("top", "right"):
-        ax.spines[side].set_visible(False)
-    return fig, ax
 
 
 def _events(ax: Any, shift_at: pd.Timestamp, promotions: list[pd.Timestamp]) -> None:
@@ -45,7 +31,7 @@ def _naive(values: pd.Series) -> pd.Series:
 
 
 def _score_psi_svg(passes: pd.DataFrame, shift_at: Any, promotions: list[Any]) -> str:
-    fig, ax = _figure()
+    fig, ax = figure(9.0, 3.2)
     psi = passes["psi"].apply(lambda d: (d or {}).get("score"))
     ax.plot(
         passes["as_of"], psi, marker="o", color="#c0392b", label="score PSI (served vs training)"
@@ -72,7 +58,7 @@ def _feature_psi_svg(passes: pd.DataFrame, shift_at: Any, promotions: list[Any])
         [{**(d or {}), "as_of": t} for d, t in zip(passes["psi"], passes["as_of"], strict=True)]
     ).set_index("as_of")
     table = table.drop(columns=["score"], errors="ignore")
-    fig, ax = _figure(height=3.8)
+    fig, ax = figure(9.0, 3.8)
     if not table.empty:
         top = table.max().sort_values(ascending=False).index[:8]
         for name in top:
@@ -87,7 +73,7 @@ def _feature_psi_svg(passes: pd.DataFrame, shift_at: Any, promotions: list[Any])
 def _vintage_svg(
     vintages: pd.DataFrame, shift_at: Any, promotions: list[Any], oracle: dict[str, Any]
 ) -> str:
-    fig, ax = _figure(height=3.6)
+    fig, ax = figure(9.0, 3.6)
     ax.plot(
         vintages["month"],
         vintages["auc"],
