@@ -163,3 +163,19 @@ def test_cli_run_and_history(loop_project: Path) -> None:
     assert lines[-1]["decision"] == "promoted"
     table = runner.invoke(app, ["loop", "history", "-p", str(loop_project)])
     assert table.exit_code == 0 and "promoted" in table.output
+
+
+def test_daemon_runs_passes_until_its_limit(loop_project: Path) -> None:
+    runner = CliRunner()
+    out = runner.invoke(
+        app,
+        ["loop", "daemon", "--every", "1s", "--max-passes", "2", "-p", str(loop_project)],
+    )
+    assert out.exit_code == 0, out.output
+    with Project(loop_project) as p:
+        ends = [e for e in loop_history(p) if e["step"] == "end"]
+        # both passes fall on the same day (as-of floored to loop.every = 1d): the second
+        # reads the first back and promotes nothing more
+        assert len(ends) == 1 and ends[0]["decision"] == "promoted"
+        assert [v.version for v in p.registry.get_model("credit_pd").versions] == [1, 2]
+    assert out.output.count("finished steps read back") == 1
