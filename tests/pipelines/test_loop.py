@@ -179,3 +179,24 @@ def test_daemon_runs_passes_until_its_limit(loop_project: Path) -> None:
         assert len(ends) == 1 and ends[0]["decision"] == "promoted"
         assert [v.version for v in p.registry.get_model("credit_pd").versions] == [1, 2]
     assert out.output.count("finished steps read back") == 1
+
+
+def test_replay_runs_one_pass_per_period_and_refuses_a_backward_range(loop_project: Path) -> None:
+    runner = CliRunner()
+    out = runner.invoke(
+        app,
+        [
+            "loop", "replay", "--start", "2024-06-01", "--end", "2024-07-01",
+            "--every", "15d", "--json", "-p", str(loop_project),
+        ],
+    )
+    assert out.exit_code == 0, out.output
+    passes = json.loads(out.output[out.output.index("[") :])
+    assert [p["as_of"][:10] for p in passes] == ["2024-06-01", "2024-06-16", "2024-07-01"]
+    assert passes[0]["status"] == "promoted"  # the weak champion is replaced once
+    assert all(p["status"] in ("no_trigger", "rejected", "promoted") for p in passes[1:])
+    bad = runner.invoke(
+        app,
+        ["loop", "replay", "--start", "2024-07-01", "--end", "2024-06-01", "-p", str(loop_project)],
+    )
+    assert bad.exit_code == 2 and "before start" in bad.output

@@ -85,6 +85,35 @@ def run_cmd(
         _print_pass(result)
 
 
+@loop_app.command("replay")
+@handle_errors
+def replay_cmd(
+    start: Annotated[str, typer.Option(help="First pass's as-of time (UTC).")],
+    end: Annotated[str, typer.Option(help="Last pass's as-of time (UTC), included.")],
+    every: Annotated[str, typer.Option(help="Time between passes, e.g. 7d, 365d.")] = "30d",
+    as_json: Annotated[bool, typer.Option("--json", help="Print every pass as JSON.")] = False,
+    project: ProjectOpt = Path("."),
+) -> None:
+    """Backtest the loop: one pass at each as-of time from START to END, oldest first.
+
+    Each pass sees only what was known at its as-of time (spine rows and labels observed by
+    then), so a replay over history shows what the loop would have done. Passes already
+    run are read back.
+    """
+    from lendml.pipelines import replay
+
+    with open_project(project) as p:
+        results = replay(
+            p,
+            start=start,
+            end=end,
+            every=every,
+            progress=None if as_json else lambda r: _print_pass(r),
+        )
+    if as_json:
+        typer.echo(json.dumps([r.to_dict() for r in results], indent=2, default=str))
+
+
 @loop_app.command("daemon")
 @handle_errors
 def daemon_cmd(

@@ -935,6 +935,36 @@ def _finish(p: _Pass, status: str, summary: str) -> PassResult:
     )
 
 
+def replay(
+    project: Any,
+    *,
+    start: Any,
+    end: Any,
+    every: str,
+    settings: LoopSettings | None = None,
+    progress: Callable[[PassResult], None] | None = None,
+) -> list[PassResult]:
+    """One pass at each as-of time from ``start`` to ``end`` (included), ``every`` apart.
+
+    A backtest of the loop over history: each pass sees only the spine rows and labels
+    known at its as-of time. Returns the passes, oldest first.
+    """
+    step = pd.Timedelta(parse_duration(every))
+    if step <= pd.Timedelta(0):
+        raise ConfigError(f"every must be a positive duration; got {every!r}.")
+    when, last = to_utc_timestamp(start), to_utc_timestamp(end)
+    if last < when:
+        raise ConfigError(f"end ({last.isoformat()}) is before start ({when.isoformat()}).")
+    results = []
+    while when <= last:
+        result = run_pass(project, as_of=when, settings=settings)
+        results.append(result)
+        if progress is not None:
+            progress(result)
+        when = when + step
+    return results
+
+
 def loop_history(project: Any, *, settings: LoopSettings | None = None) -> list[dict[str, Any]]:
     """Every audit entry of the project's loop, oldest first."""
     settings = settings or project.config.loop
@@ -948,6 +978,7 @@ __all__ = [
     "floor_as_of",
     "loop_history",
     "newest_windows",
+    "replay",
     "run_pass",
     "score_frame",
 ]
