@@ -262,9 +262,9 @@ def simulate(
         log = pd.concat(served, ignore_index=True)
         result.vintages = _vintages(log, truth)
         result.outcomes = _outcomes(p, result, truth, s, start, shift_at)
+    write_json(result, root / "reports" / "simulation" / "simulation.json")
     from lendml.pipelines.simreport import write_report
 
-    write_json(result, root / "reports" / "simulation" / "simulation.json")
     result.report = write_report(result, root / "reports" / "simulation", shift_at=shift_at)
     return result
 
