@@ -3,7 +3,7 @@
 Both models score the same labelled, out-of-time rows (the newest mature window). The
 challenger passes only when every check passes:
 
-* ``rows``: at least ``min_rows`` labelled rows with both outcomes;
+* ``rows``: at least ``min_rows`` labelled rows with both outcomes (a missing label fails);
 * ``non_inferior``: the paired DeLong test says the challenger's AUC is not worse than
   the champion's by more than ``margin`` (one-sided, level ``alpha``);
 * ``better``: the challenger's AUC is higher by DeLong at ``alpha`` — or a drift or decay
@@ -13,7 +13,7 @@ challenger passes only when every check passes:
   bad rate; the better-calibrated one must not be blocked by the worse one's standard);
 * ``fairness``: the adverse impact ratio of every protected group at the cutoff is at least
   ``min_air`` or not below the champion's (skipped, and said so, without a cutoff or
-  protected columns);
+  protected columns; an undefined AIR — the challenger approves no one — fails);
 * ``score_psi``: score stability — PSI of the challenger's scores on the comparison rows
   against its own training scores (frozen bins stored with the model) at most
   ``score_psi_max``, or not above the champion's PSI against *its* training scores. Without
@@ -89,7 +89,19 @@ class GateResult:
 
 
 def _rows_check(y: np.ndarray, settings: GateSettings) -> Check:
-    n, bad = len(y), int(y.sum())
+    n = len(y)
+    # A missing label (NaN) must fail the check, not raise out of the gate from int(NaN).
+    invalid = int((~np.isin(y, (0.0, 1.0))).sum())
+    if invalid:
+        return Check(
+            "rows",
+            False,
+            {"rows": n, "invalid_labels": invalid},
+            settings.min_rows,
+            f"{n:,} rows but {invalid:,} labels missing or not 0/1: every compared row needs "
+            "a matured label (1 = bad, 0 = good)",
+        )
+    bad = int(y.sum())
     ok = n >= settings.min_rows and 2 <= bad <= n - 2
     return Check(
         "rows",
@@ -171,7 +183,8 @@ def _calibration_check(
 
 def _air_table(score: np.ndarray, protected: pd.DataFrame, cutoff: float) -> pd.DataFrame:
     table = fair_lending(score, protected, cutoff=cutoff).table
-    return table[~table["is_reference"]][["attribute", "group", "air"]]
+    # Groups without rows (unused categories) have no AIR and nothing to test.
+    return table[~table["is_reference"] & (table["n"] > 0)][["attribute", "group", "air"]]
 
 
 def _fairness_check(
@@ -194,6 +207,19 @@ def _fairness_check(
     new = _air_table(challenger, protected, cutoff)
     old = _air_table(champion, protected, cutoff)
     both = new.merge(old, on=["attribute", "group"], how="left", suffixes=("", "_champion"))
+    # An undefined AIR (the challenger approves no one in the attribute's groups) cannot
+    # show the group is treated fairly: it fails, where a NaN comparison would pass it.
+    undefined = both[both["air"].isna()]
+    if not undefined.empty:
+        names = ", ".join(f"{r.attribute}={r.group}" for r in undefined.itertuples())
+        return Check(
+            "fairness",
+            False,
+            both.astype(object).where(both.notna(), None).to_dict("records"),
+            settings.min_air,
+            f"adverse impact ratio undefined at cutoff {cutoff} for {names}: the challenger "
+            "approves no one in any group with a recorded value",
+        )
     # A group fails when its AIR is below the floor and also below the champion's.
     low = both[(both["air"] < settings.min_air) & ~(both["air"] >= both["air_champion"] - 1e-12)]
     rows = both.astype(object).where(both.notna(), None).to_dict("records")

@@ -13,7 +13,7 @@ Layout under ``loop.state`` (default ``data/loop``)::
 
 Writes are atomic (temporary file, fsync, rename) for step outputs and a single
 ``O_APPEND`` write plus fsync per audit entry; a torn last line (power cut mid-write) is
-skipped on read and reported, never fatal.
+skipped on read, never fatal, and ended with a newline before the next entry is appended.
 """
 
 from __future__ import annotations
@@ -40,11 +40,16 @@ def content_key(*parts: Any) -> str:
 
 def _atomic_write(path: Path, text: str) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "w", encoding="utf-8") as fh:
-        fh.write(text)
-        fh.flush()
-        os.fsync(fh.fileno())
-    tmp.replace(path)
+    try:
+        with open(tmp, "w", encoding="utf-8") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        tmp.replace(path)
+    except BaseException:
+        # A failed write (disk full, interrupt) leaves the old record and no half file.
+        tmp.unlink(missing_ok=True)
+        raise
     dir_fd = os.open(path.parent, os.O_RDONLY)
     try:
         os.fsync(dir_fd)
@@ -129,8 +134,13 @@ class LoopState:
             return False
         self._ensure()
         line = json.dumps({"recorded_at": _now(), **entry}, default=str) + "\n"
-        fd = os.open(self.audit_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        fd = os.open(self.audit_path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
         try:
+            # After a torn write the file does not end in a newline: end that line first,
+            # or this entry would be glued onto it and skipped with it on every read.
+            size = os.fstat(fd).st_size
+            if size and os.pread(fd, 1, size - 1) != b"\n":
+                line = "\n" + line
             os.write(fd, line.encode())
             os.fsync(fd)
         finally:
