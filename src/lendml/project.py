@@ -360,9 +360,10 @@ class Project:
 
         return Registry(self.config.tracking, root=self.root)
 
-    def _train_config(
+    def train_config(
         self, config: str | os.PathLike | Mapping[str, Any] | TrainConfig
     ) -> TrainConfig:
+        """A validated ``train.yaml`` (a path relative to the project, a mapping, or as is)."""
         from lendml.training.config import TrainConfig, load_train_config, parse_train_config
 
         if isinstance(config, TrainConfig):
@@ -437,7 +438,7 @@ class Project:
         """
         from lendml.training.run import train_service_frame
 
-        cfg = self._train_config(config)
+        cfg = self.train_config(config)
         data = self.service_frame(cfg)
         return train_service_frame(
             data,

@@ -118,7 +118,7 @@ class _Pass:
         self.as_of = as_of
         self.progress = progress or (lambda step, text: None)
         self.state = LoopState(project.resolve_path(settings.state))
-        self.config = project._train_config(settings.train_config)
+        self.config = project.train_config(settings.train_config)
         self.model = settings.model or self.config.name
         config_text = self.config.model_dump_json()
         self.pass_id = content_key(

@@ -415,7 +415,7 @@ def _oracle(
     eval_from = eval_until - pd.DateOffset(months=3)
     oracle_path = p.root / "data" / "oracle_spine.parquet"
     truth.to_parquet(oracle_path, index=False)  # every outcome: the oracle's privilege
-    cfg = p._train_config("train.yaml")
+    cfg = p.train_config("train.yaml")
     cfg = cfg.model_copy(
         update={
             "name": f"{MODEL}_oracle",
