@@ -263,7 +263,7 @@ def test_cli_train_with_config(lending_project):
 def test_cli_evaluate_a_registered_challenger_against_the_champion(lending_project):
     (lending_project / "train.yaml").write_text(TRAIN_YAML)
     with Project(lending_project) as p:
-        cfg = p._train_config("train.yaml")
+        cfg = p.train_config("train.yaml")
         first = p.train(cfg)
         second = p.train(cfg.model_copy(update={"model": cfg.model.model_copy(
             update={"params": {"n_estimators": 30, "num_leaves": 7}})}))
